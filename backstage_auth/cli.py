@@ -1,0 +1,110 @@
+"""Command line: `backstage-auth-mcp [--transport ...] [--host ...] [--port ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from backstage_auth import __version__
+from backstage_auth.settings import Settings
+from backstage_auth.tools import create_server
+
+logger = logging.getLogger("backstage_auth")
+
+_ENVIRONMENT_HELP = """\
+environment variables (also read from ./.env):
+  BACKSTAGE_AUTH_URL          auth API base URL (default http://localhost:7007/api/auth)
+  BACKSTAGE_API_KEY           sent as 'Authorization: Bearer' to the Backstage host only
+  BACKSTAGE_AUTH_ENV          default auth environment (default development)
+  BACKSTAGE_AUTH_TIMEOUT      upstream request timeout in seconds (default 10)
+  BACKSTAGE_AUTH_CA_BUNDLE    PEM file of CAs for Backstage's TLS certificate
+  BACKSTAGE_AUTH_VERIFY_TLS   false switches certificate checks off (default true)
+  BACKSTAGE_AUTH_REVEAL_TOKENS  true puts raw tokens in results (default false)
+  BACKSTAGE_AUTH_SESSION_IDLE_SECONDS  idle expiry of upstream sessions (default 1800)
+  BACKSTAGE_AUTH_MAX_SESSIONS upstream sessions kept at most (default 1000)
+  BACKSTAGE_AUTH_MAX_RESPONSE_BYTES  largest upstream body read (default 1048576)
+  BACKSTAGE_AUTH_LOG_LEVEL    DEBUG, INFO, WARNING or ERROR (default INFO)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="backstage-auth-mcp",
+        description="MCP server that signs AI agents in to Backstage through its auth API.",
+        epilog=_ENVIRONMENT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--transport",
+        choices=["stdio", "streamable-http"],
+        help="MCP transport (default stdio)",
+    )
+    parser.add_argument("--host", help="address to bind for streamable-http (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port for streamable-http (default 9090)")
+    parser.add_argument("--auth-url", help="overrides BACKSTAGE_AUTH_URL")
+    parser.add_argument("--env", dest="default_env", help="overrides BACKSTAGE_AUTH_ENV")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides BACKSTAGE_AUTH_LOG_LEVEL",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Read settings from the environment, with command-line values taking precedence."""
+    overrides = {
+        key: value
+        for key in ("transport", "host", "port", "auth_url", "default_env", "log_level")
+        if (value := getattr(args, key)) is not None
+    }
+    return Settings(**overrides)
+
+
+def configure_logging(level: str) -> None:
+    """Send log records to stderr; stdout carries the MCP protocol on stdio."""
+    logging.basicConfig(
+        level=level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    # httpx2 and its transport log full request URLs, which carry OAuth codes and states.
+    for name in ("httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args)
+    except ValidationError as exc:
+        print(f"backstage-auth-mcp: invalid configuration\n{_format_errors(exc)}", file=sys.stderr)
+        return 2
+
+    configure_logging(settings.log_level)
+    server = create_server(settings)
+    logger.info("Starting backstage-auth-mcp %s on %s", __version__, settings.transport)
+    try:
+        if settings.transport == "stdio":
+            server.run("stdio")
+        else:
+            logger.info("Listening on http://%s:%d/mcp", settings.host, settings.port)
+            server.run("streamable-http", host=settings.host, port=settings.port)
+    except KeyboardInterrupt:
+        pass
+    logger.info("Stopped backstage-auth-mcp")
+    return 0
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {field}: {error['msg']}")
+    return "\n".join(lines)
