@@ -6,12 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from functools import partial
 
+import anyio
 from pydantic import ValidationError
 
 from backstage_auth import __version__
+from backstage_auth.http_app import ExposureError, check_exposure, create_mcp_http_app, serve
 from backstage_auth.settings import Settings
-from backstage_auth.tools import create_server
+from backstage_auth.tools import create_server, enabled_tools
 
 logger = logging.getLogger("backstage_auth")
 
@@ -28,6 +31,9 @@ environment variables (also read from ./.env):
   BACKSTAGE_AUTH_MAX_SESSIONS upstream sessions kept at most (default 1000)
   BACKSTAGE_AUTH_MAX_RESPONSE_BYTES  largest upstream body read (default 1048576)
   BACKSTAGE_AUTH_LOG_LEVEL    DEBUG, INFO, WARNING or ERROR (default INFO)
+  BACKSTAGE_AUTH_HTTP_TOKEN   bearer token HTTP clients must send (default: none)
+  BACKSTAGE_AUTH_ALLOWED_HOSTS    extra Host values for HTTP, comma-separated ('name:*')
+  BACKSTAGE_AUTH_ALLOWED_ORIGINS  extra browser Origins for HTTP, comma-separated
 """
 
 
@@ -52,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="overrides BACKSTAGE_AUTH_LOG_LEVEL",
     )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        default=None,
+        help="serve only read-only tools, so logout is not listed (BACKSTAGE_AUTH_READ_ONLY)",
+    )
+    parser.add_argument(
+        "--tools",
+        help="comma-separated tool names to serve; all when unset (BACKSTAGE_AUTH_TOOLS)",
+    )
+    parser.add_argument(
+        "--allow-unauthenticated-remote",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback --host without BACKSTAGE_AUTH_HTTP_TOKEN",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -60,7 +82,17 @@ def load_settings(args: argparse.Namespace) -> Settings:
     """Read settings from the environment, with command-line values taking precedence."""
     overrides = {
         key: value
-        for key in ("transport", "host", "port", "auth_url", "default_env", "log_level")
+        for key in (
+            "transport",
+            "host",
+            "port",
+            "auth_url",
+            "default_env",
+            "log_level",
+            "read_only",
+            "tools",
+            "allow_unauthenticated_remote",
+        )
         if (value := getattr(args, key)) is not None
     }
     return Settings(**overrides)
@@ -87,15 +119,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"backstage-auth-mcp: invalid configuration\n{_format_errors(exc)}", file=sys.stderr)
         return 2
 
+    if settings.transport == "streamable-http":
+        try:
+            check_exposure(settings)
+        except ExposureError as exc:
+            print(f"backstage-auth-mcp: {exc}", file=sys.stderr)
+            return 2
+
     configure_logging(settings.log_level)
     server = create_server(settings)
-    logger.info("Starting backstage-auth-mcp %s on %s", __version__, settings.transport)
+    logger.info(
+        "Starting backstage-auth-mcp %s on %s with tools: %s",
+        __version__,
+        settings.transport,
+        ", ".join(enabled_tools(settings)),
+    )
     try:
         if settings.transport == "stdio":
             server.run("stdio")
         else:
-            logger.info("Listening on http://%s:%d/mcp", settings.host, settings.port)
-            server.run("streamable-http", host=settings.host, port=settings.port)
+            app = create_mcp_http_app(settings, server)
+            anyio.run(partial(serve, app, host=settings.host, port=settings.port, name="MCP"))
     except KeyboardInterrupt:
         pass
     logger.info("Stopped backstage-auth-mcp")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from backstage_auth.names import ToolName
 from backstage_auth.validation import ENV_PATTERN
 
 Transport = Literal["stdio", "streamable-http"]
@@ -98,9 +99,39 @@ class Settings(BaseSettings):
         validation_alias=_env("BACKSTAGE_AUTH_LOG_LEVEL"),
         description="Log level of the stderr log.",
     )
+    read_only: bool = Field(
+        False,
+        validation_alias=_env("BACKSTAGE_AUTH_READ_ONLY"),
+        description="Serve only tools whose readOnly hint is true; logout is then absent.",
+    )
+    tools: Annotated[list[ToolName] | None, NoDecode] = Field(
+        None,
+        validation_alias=_env("BACKSTAGE_AUTH_TOOLS"),
+        description="Comma-separated allowlist of tool names; all tools when unset.",
+    )
     transport: Transport = Field("stdio", validation_alias=_env("BACKSTAGE_AUTH_TRANSPORT"))
     host: str = Field("127.0.0.1", validation_alias=_env("BACKSTAGE_AUTH_HOST"))
     port: int = Field(9090, ge=1, le=65535, validation_alias=_env("BACKSTAGE_AUTH_PORT"))
+    http_token: SecretStr | None = Field(
+        None,
+        validation_alias=_env("BACKSTAGE_AUTH_HTTP_TOKEN"),
+        description="Bearer token HTTP clients must send; no token check when unset.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("BACKSTAGE_AUTH_ALLOWED_HOSTS"),
+        description="Comma-separated Host values accepted besides loopback; 'name:*' for any port.",
+    )
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        validation_alias=_env("BACKSTAGE_AUTH_ALLOWED_ORIGINS"),
+        description="Comma-separated browser Origins accepted besides loopback ones.",
+    )
+    allow_unauthenticated_remote: bool = Field(
+        False,
+        validation_alias=_env("BACKSTAGE_AUTH_ALLOW_UNAUTHENTICATED_REMOTE"),
+        description="Allow binding a non-loopback address without BACKSTAGE_AUTH_HTTP_TOKEN.",
+    )
 
     @field_validator("auth_url")
     @classmethod
@@ -121,6 +152,35 @@ class Settings(BaseSettings):
                 f"BACKSTAGE_AUTH_URL must not contain a query or fragment, got {value!r}"
             )
         return value.rstrip("/")
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("tools", mode="wrap")
+    @classmethod
+    def _name_unknown_tools(cls, value: object, handler: Any) -> object:
+        """Reject unknown tool names with a message that lists the valid ones."""
+        items = cls._split_commas(value)
+        known = [str(name) for name in ToolName]
+        if isinstance(items, list):
+            unknown = [item for item in items if item not in known]
+            if unknown:
+                raise ValueError(
+                    f"unknown tool name(s) {', '.join(map(repr, unknown))}; "
+                    f"valid names are {', '.join(known)}"
+                )
+        return handler(items)
+
+    @field_validator("tools", mode="after")
+    @classmethod
+    def _require_tools(cls, value: list[ToolName] | None) -> list[ToolName] | None:
+        if value is not None and not value:
+            raise ValueError("BACKSTAGE_AUTH_TOOLS must name at least one tool when set")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

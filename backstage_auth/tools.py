@@ -8,10 +8,10 @@ on stdio and in-process clients, the `Mcp-Session-Id` on streamable HTTP, or a
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
@@ -43,19 +43,6 @@ OAuth providers (github, google, okta, oidc, ...):
 The guest provider needs only {ToolName.REFRESH} with provider 'guest'.
 Clients without a transport session pass the session_handle from start to every later call.
 """
-
-# Hints as the capability spec fixes them; openWorldHint because every call reaches Backstage.
-_READ_ONLY = ToolAnnotations(
-    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
-)
-TOOL_ANNOTATIONS: dict[ToolName, ToolAnnotations] = {
-    ToolName.START: _READ_ONLY,
-    ToolName.CALLBACK: _READ_ONLY,
-    ToolName.REFRESH: _READ_ONLY,
-    ToolName.LOGOUT: ToolAnnotations(
-        read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
-    ),
-}
 
 Env = Annotated[
     EnvName | None,
@@ -108,140 +95,132 @@ def create_server(
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
     )
-    _register_tools(server)
+    for name in enabled_tools(settings):
+        spec = TOOLS[name]
+        server.add_tool(spec.function, name=name, title=spec.title, annotations=spec.annotations)
     return server
 
 
-def _register_tools(server: MCPServer) -> None:
-    @server.tool(
-        name=ToolName.START,
-        title="Start a Backstage sign-in",
-        annotations=TOOL_ANNOTATIONS[ToolName.START],
+def enabled_tools(settings: Settings) -> list[ToolName]:
+    """List the tools to serve: the allowlist (or all), minus write tools in read-only mode."""
+    names = settings.tools if settings.tools is not None else list(ToolName)
+    if settings.read_only:
+        names = [name for name in names if TOOLS[name].annotations.read_only_hint]
+    return names
+
+
+async def start_authentication_flow(
+    ctx: Context,
+    provider: ProviderId,
+    flow: Annotated[
+        Literal["popup", "redirect"] | None,
+        Field(
+            description=(
+                "Sign-in flow. Leave it out or pass 'popup': the result URL then carries "
+                "the code and state to paste back. 'redirect' needs a browser app."
+            )
+        ),
+    ] = None,
+    env: Env = None,
+    session_handle: Handle = None,
+) -> StartResult:
+    """Start signing in to Backstage with an OAuth provider (GET /{provider}/start).
+
+    Returns authorization_url for the user to open in a browser. After the
+    user signs in, call backstage-handle-authentication-callback-popup with
+    the URL the browser ended on. The guest provider has no browser sign-in:
+    use backstage-refresh-authentication-token for it.
+    """
+    service = _service(ctx)
+    session = _session(ctx, service, session_handle, create=True)
+    return await _run(
+        ToolName.START,
+        service.start(session, provider=provider, env=env, flow=flow),
     )
-    async def start_authentication_flow(
-        ctx: Context,
-        provider: ProviderId,
-        flow: Annotated[
-            Literal["popup", "redirect"] | None,
-            Field(
-                description=(
-                    "Sign-in flow. Leave it out or pass 'popup': the result URL then carries "
-                    "the code and state to paste back. 'redirect' needs a browser app."
-                )
-            ),
-        ] = None,
-        env: Env = None,
-        session_handle: Handle = None,
-    ) -> StartResult:
-        """Start signing in to Backstage with an OAuth provider (GET /{provider}/start).
 
-        Returns authorization_url for the user to open in a browser. After the
-        user signs in, call backstage-handle-authentication-callback-popup with
-        the URL the browser ended on. The guest provider has no browser sign-in:
-        use backstage-refresh-authentication-token for it.
-        """
-        service = _service(ctx)
-        session = _session(ctx, service, session_handle, create=True)
-        return await _run(
-            ToolName.START,
-            service.start(session, provider=provider, env=env, flow=flow),
-        )
 
-    @server.tool(
-        name=ToolName.CALLBACK,
-        title="Finish a Backstage sign-in",
-        annotations=TOOL_ANNOTATIONS[ToolName.CALLBACK],
+async def handle_authentication_callback_popup(
+    ctx: Context,
+    provider: ProviderId,
+    code: Annotated[
+        Code | None,
+        Field(description="The 'code' query parameter of the callback URL."),
+    ] = None,
+    state: Annotated[
+        State | None,
+        Field(description="The 'state' query parameter of the callback URL, unchanged."),
+    ] = None,
+    callback_url: Annotated[
+        CallbackUrl | None,
+        Field(
+            description=(
+                "The full URL the browser ended on after sign-in, as copied from the "
+                "address bar (.../handler/frame?code=...&state=...). Easier than code and "
+                "state, which it replaces."
+            )
+        ),
+    ] = None,
+    session_handle: Handle = None,
+) -> SessionResult:
+    """Finish a sign-in that backstage-start-authentication-flow started.
+
+    Calls GET /{provider}/handler/frame and reads the result page.
+    Pass callback_url, or code and state. Must run in the same session as
+    the start call. Returns the user's profile and Backstage identity;
+    raw tokens are withheld unless the server reveals them.
+    """
+    service = _service(ctx)
+    session = _session(ctx, service, session_handle, create=True)
+    return await _run(
+        ToolName.CALLBACK,
+        service.callback(
+            session, provider=provider, code=code, state=state, callback_url=callback_url
+        ),
     )
-    async def handle_authentication_callback_popup(
-        ctx: Context,
-        provider: ProviderId,
-        code: Annotated[
-            Code | None,
-            Field(description="The 'code' query parameter of the callback URL."),
-        ] = None,
-        state: Annotated[
-            State | None,
-            Field(description="The 'state' query parameter of the callback URL, unchanged."),
-        ] = None,
-        callback_url: Annotated[
-            CallbackUrl | None,
-            Field(
-                description=(
-                    "The full URL the browser ended on after sign-in, as copied from the "
-                    "address bar (.../handler/frame?code=...&state=...). Easier than code and "
-                    "state, which it replaces."
-                )
-            ),
-        ] = None,
-        session_handle: Handle = None,
-    ) -> SessionResult:
-        """Finish a sign-in that backstage-start-authentication-flow started.
 
-        Calls GET /{provider}/handler/frame and reads the result page.
-        Pass callback_url, or code and state. Must run in the same session as
-        the start call. Returns the user's profile and Backstage identity;
-        raw tokens are withheld unless the server reveals them.
-        """
-        service = _service(ctx)
-        session = _session(ctx, service, session_handle, create=True)
-        return await _run(
-            ToolName.CALLBACK,
-            service.callback(
-                session, provider=provider, code=code, state=state, callback_url=callback_url
-            ),
-        )
 
-    @server.tool(
-        name=ToolName.REFRESH,
-        title="Refresh a Backstage sign-in",
-        annotations=TOOL_ANNOTATIONS[ToolName.REFRESH],
+async def refresh_authentication_token(
+    ctx: Context,
+    provider: ProviderId,
+    optional: Annotated[
+        bool,
+        Field(
+            description=(
+                "If true, return an empty result with signed_in=false instead of an error "
+                "when this session is not signed in to the provider."
+            )
+        ),
+    ] = False,
+    env: Env = None,
+    session_handle: Handle = None,
+) -> SessionResult:
+    """Get a fresh Backstage identity for a signed-in provider (GET /{provider}/refresh).
+
+    For OAuth providers the session must have completed start and callback.
+    For provider 'guest' this is the whole sign-in: no other call is needed.
+    """
+    service = _service(ctx)
+    session = _session(ctx, service, session_handle, create=False)
+    return await _run(
+        ToolName.REFRESH,
+        service.refresh(session, provider=provider, env=env, optional=optional),
     )
-    async def refresh_authentication_token(
-        ctx: Context,
-        provider: ProviderId,
-        optional: Annotated[
-            bool,
-            Field(
-                description=(
-                    "If true, return an empty result with signed_in=false instead of an error "
-                    "when this session is not signed in to the provider."
-                )
-            ),
-        ] = False,
-        env: Env = None,
-        session_handle: Handle = None,
-    ) -> SessionResult:
-        """Get a fresh Backstage identity for a signed-in provider (GET /{provider}/refresh).
 
-        For OAuth providers the session must have completed start and callback.
-        For provider 'guest' this is the whole sign-in: no other call is needed.
-        """
-        service = _service(ctx)
-        session = _session(ctx, service, session_handle, create=False)
-        return await _run(
-            ToolName.REFRESH,
-            service.refresh(session, provider=provider, env=env, optional=optional),
-        )
 
-    @server.tool(
-        name=ToolName.LOGOUT,
-        title="Sign out of a Backstage provider",
-        annotations=TOOL_ANNOTATIONS[ToolName.LOGOUT],
-    )
-    async def logout_provider(
-        ctx: Context,
-        provider: ProviderId,
-        env: Env = None,
-        session_handle: Handle = None,
-    ) -> LogoutResult:
-        """Sign out of a provider and forget its cookies (POST /{provider}/logout).
+async def logout_provider(
+    ctx: Context,
+    provider: ProviderId,
+    env: Env = None,
+    session_handle: Handle = None,
+) -> LogoutResult:
+    """Sign out of a provider and forget its cookies (POST /{provider}/logout).
 
-        Afterwards refresh fails until the user signs in again with start and
-        callback. The guest provider has no logout.
-        """
-        service = _service(ctx)
-        session = _session(ctx, service, session_handle, create=False)
-        return await _run(ToolName.LOGOUT, service.logout(session, provider=provider, env=env))
+    Afterwards refresh fails until the user signs in again with start and
+    callback. The guest provider has no logout.
+    """
+    service = _service(ctx)
+    session = _session(ctx, service, session_handle, create=False)
+    return await _run(ToolName.LOGOUT, service.logout(session, provider=provider, env=env))
 
 
 def _service(ctx: Context) -> AuthService:
@@ -275,3 +254,30 @@ async def _run(tool: ToolName, call: Awaitable[ResultT]) -> ResultT:
     except BackstageAuthError as exc:
         logger.info("%s failed: %s", tool, exc.message)
         raise ToolError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    function: Callable[..., Awaitable[Any]]
+    title: str
+    annotations: ToolAnnotations
+
+
+# Hints as the capability spec fixes them; openWorldHint because every call reaches Backstage.
+_READ_ONLY = ToolAnnotations(
+    read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
+)
+_WRITE = ToolAnnotations(
+    read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True
+)
+
+TOOLS: dict[ToolName, ToolSpec] = {
+    ToolName.START: ToolSpec(start_authentication_flow, "Start a Backstage sign-in", _READ_ONLY),
+    ToolName.CALLBACK: ToolSpec(
+        handle_authentication_callback_popup, "Finish a Backstage sign-in", _READ_ONLY
+    ),
+    ToolName.REFRESH: ToolSpec(
+        refresh_authentication_token, "Refresh a Backstage sign-in", _READ_ONLY
+    ),
+    ToolName.LOGOUT: ToolSpec(logout_provider, "Sign out of a Backstage provider", _WRITE),
+}
