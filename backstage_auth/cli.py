@@ -106,8 +106,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
-    # httpx2 and its transport log full request URLs, which carry OAuth codes and states.
-    for name in ("httpx2", "httpcore", "httpcore2"):
+    # httpx2 and its transport log full request URLs, which carry OAuth codes and states;
+    # sse_starlette logs every response chunk at DEBUG, which carries tool results.
+    for name in ("httpx2", "httpcore", "httpcore2", "sse_starlette"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

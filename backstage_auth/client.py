@@ -340,6 +340,12 @@ def _transport_error(
             "Check that Backstage is running and that BACKSTAGE_AUTH_URL has the right host "
             "and port.",
         )
+    if isinstance(exc, httpx2.RemoteProtocolError | httpx2.ReadError):
+        return UpstreamProtocolError(
+            f"Backstage closed the connection before its answer to {target} was complete.",
+            "Retry; if it keeps failing, check the Backstage backend's log and any proxy in "
+            "front of it.",
+        )
     return UpstreamProtocolError(
         f"The exchange with Backstage failed for {target} ({type(exc).__name__}).",
         _CHECK_URL,
