@@ -1,4 +1,4 @@
-"""Translation of Backstage's error answers into a message and a next step.
+"""Translation of Backstage's error responses into a message and a next step.
 
 Backstage reports errors as `{error: {name, message}}`, either as a JSON body
 with an HTTP status or inside the handler/frame page with status 200. The
@@ -27,7 +27,7 @@ def upstream_error(
     name: str,
     message: str,
 ) -> UpstreamError:
-    """Build the error for a Backstage error answer to `operation` on `provider`."""
+    """Build the error for Backstage's error response to `operation` on `provider`."""
     message = message[:_MAX_UPSTREAM_MESSAGE]
     where = f"HTTP {status}" if status is not None else "in the sign-in result page"
     text = f"Backstage answered {where} with {name}: {message}"

@@ -91,7 +91,7 @@ class _Answer:
 
 @dataclass(frozen=True)
 class FrameRedirect:
-    """handler/frame answered the redirect flow's 302 instead of the popup page."""
+    """handler/frame returned the redirect flow's 302 instead of the popup page."""
 
     location: str
 
@@ -253,7 +253,7 @@ class BackstageAuthClient:
         finally:
             await response.aclose()
 
-        # Cookies are stored only from answers that were read to the end.
+        # Cookies are stored only from responses that were read to the end.
         cookies.extract_cookies(response)
         return _Answer(response.status_code, response.headers, body)
 

@@ -1,7 +1,7 @@
 """Errors raised by the Backstage client and the auth flows.
 
 Every error carries a message for a person, a `next_step` for an agent and
-the HTTP status the REST adapter answers with. Messages never contain tokens,
+the HTTP status the REST adapter responds with. Messages never contain tokens,
 cookie values, the API key or upstream stack traces.
 """
 
@@ -38,7 +38,7 @@ class SessionNotFoundError(BackstageAuthError):
 
 
 class UpstreamError(BackstageAuthError):
-    """Backstage answered with an error, as JSON or inside the handler/frame page."""
+    """Backstage returned an error, as JSON or inside the handler/frame page."""
 
     title = "Backstage returned an error"
 
@@ -66,7 +66,7 @@ class UpstreamUnavailableError(BackstageAuthError):
 
 
 class UpstreamTimeoutError(BackstageAuthError):
-    """Backstage did not answer within the configured timeout."""
+    """Backstage did not respond within the configured timeout."""
 
     http_status = 504
     title = "Backstage timed out"

@@ -2,7 +2,7 @@
 page and the OAuth `state` parameter.
 
 The handler/frame page is `<html><body><script>…</script></body></html>` whose
-script holds `decodeURIComponent('<payload>')` twice: first the JSON payload
+script contains `decodeURIComponent('<payload>')` twice: first the JSON payload
 (`{"type": "authorization_response", "response" | "error": …}`), then the
 target origin. The payload is `encodeURIComponent(JSON)`, not base64.
 

@@ -121,7 +121,7 @@ class TokenClaims(BaseModel):
 
 
 class BackstageIdentity(BaseModel):
-    """Who Backstage says the user is."""
+    """The user's identity as Backstage issued it."""
 
     type: str
     user_entity_ref: str = Field(description="Catalog entity of the user, e.g. user:default/jdoe.")

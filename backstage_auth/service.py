@@ -1,7 +1,7 @@
 """The four auth flows, shared by the MCP tools and the REST adapter.
 
 `AuthService` finds the caller's upstream session, calls Backstage through
-`BackstageAuthClient` and turns the answers into result models, leaving raw
+`BackstageAuthClient` and turns the responses into result models, leaving raw
 tokens out unless the settings reveal them.
 """
 

@@ -22,7 +22,7 @@ _SHOWN_CLAIMS = ("iss", "sub", "aud", "iat", "exp", "ent")
 def read_unverified_claims(token: str) -> TokenClaims | None:
     """Return the display claims of a compact JWT, or None when it does not decode.
 
-    The signature is not checked, and the result says so (`verified=False`).
+    The signature is not checked, and the result records that (`verified=False`).
     """
     parts = token.split(".")
     if len(parts) != 3:
