@@ -201,6 +201,14 @@ class BackstageAuthClient:
         logout_url = body.get("logoutUrl") if isinstance(body, dict) else None
         return logout_url if isinstance(logout_url, str) else None
 
+    async def jwks(self) -> Any:
+        """Fetch the public keys that sign Backstage identity tokens, as a JWK set."""
+        answer = await self._call(
+            httpx2.Cookies(), "GET", ".well-known", "jwks.json", "jwks", params={}
+        )
+        self._require_success(answer, "jwks")
+        return _json_body(answer, "jwks")
+
     async def _call(
         self,
         cookies: httpx2.Cookies,

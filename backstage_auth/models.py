@@ -89,6 +89,13 @@ class StartResult(BaseModel):
             "has no transport session (stateless HTTP)."
         )
     )
+    completed_sign_in: SessionResult | None = Field(
+        None,
+        description=(
+            "The finished sign-in, present when the user pasted the callback URL through the "
+            "client's elicitation prompt."
+        ),
+    )
     next_step: str
 
 
@@ -109,9 +116,16 @@ class ProviderInfo(BaseModel):
 
 
 class TokenClaims(BaseModel):
-    """Claims of the Backstage identity token, decoded without checking its signature."""
+    """Claims of the Backstage identity token."""
 
-    verified: bool = Field(False, description="Always false: the signature was not checked.")
+    verified: bool = Field(
+        False,
+        description=(
+            "Whether the signature, issuer, audience and expiry were checked against Backstage's "
+            "JWKS and passed. The claims are shown either way."
+        ),
+    )
+    verification_error: str | None = Field(None, description="Why verification failed.")
     iss: str | None = None
     sub: str | None = None
     aud: str | list[str] | None = None
@@ -160,3 +174,31 @@ class LogoutResult(BaseModel):
         None, description="URL the user should open to end the identity provider's session."
     )
     next_step: str
+
+
+class ProviderStatus(BaseModel):
+    """One provider's sign-in within an upstream session, as this server last saw it."""
+
+    provider: str
+    user_entity_ref: str | None = None
+    scope: str | None = None
+    expires_at: datetime | None = Field(None, description="Expiry of the Backstage token.")
+    signed_in_at: datetime
+    refreshed_at: datetime | None = None
+
+
+class SessionOverview(BaseModel):
+    """The caller's upstream session: who is signed in where. Contains no secrets."""
+
+    bound_to_transport_session: bool = Field(
+        description="True when the session follows the client's transport session."
+    )
+    signed_in: list[ProviderStatus]
+    pending_sign_ins: list[str] = Field(
+        description="Providers whose start ran but whose callback has not arrived yet."
+    )
+    idle_expiry_seconds: float = Field(description="Idle time after which the session ends.")
+    next_step: str
+
+
+StartResult.model_rebuild()

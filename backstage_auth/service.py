@@ -22,9 +22,12 @@ from backstage_auth.models import (
     LogoutResult,
     Profile,
     ProviderInfo,
+    ProviderStatus,
+    SessionOverview,
     SessionResult,
     StartResult,
     StateSummary,
+    TokenClaims,
     WireAuthResponse,
 )
 from backstage_auth.names import ToolName
@@ -32,6 +35,7 @@ from backstage_auth.sessions import SessionStore, UpstreamSession
 from backstage_auth.settings import Settings
 from backstage_auth.tokens import read_unverified_claims
 from backstage_auth.validation import check_code, check_state, split_callback_url
+from backstage_auth.verification import IdentityTokenVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +50,9 @@ class AuthService:
         self.settings = settings
         self.client = client
         self.store = store
+        self.verifier = IdentityTokenVerifier(
+            client, issuer=settings.token_issuer or settings.auth_url
+        )
         self._base_path = urlsplit(settings.auth_url).path.rstrip("/")
 
     def session_for(
@@ -69,6 +76,7 @@ class AuthService:
         """Begin a sign-in; a second start in the same session replaces the first."""
         env = env or self.settings.default_env
         url = await self.client.start(session.cookies, provider=provider, env=env, flow=flow)
+        session.pending_sign_ins.add(provider)
         return StartResult(
             provider=provider,
             env=env,
@@ -104,7 +112,10 @@ class AuthService:
 
         if isinstance(answer, FrameRedirect):
             answer = await self._finish_redirect_flow(session, provider, params["state"], answer)
-        return self._session_result(provider, answer, session)
+        result = await self._session_result(provider, answer, session)
+        session.pending_sign_ins.discard(provider)
+        _remember(session, result, refreshed=False)
+        return result
 
     async def refresh(
         self,
@@ -120,6 +131,8 @@ class AuthService:
         try:
             answer = await self.client.refresh(cookies, provider=provider, env=env)
         except UpstreamError as exc:
+            if session is not None and exc.status == 401:
+                session.signed_in.pop(provider, None)
             if not (optional and exc.status == 401):
                 raise
             logger.info(
@@ -135,7 +148,10 @@ class AuthService:
                     f"{exc.error_message}). To sign in, call {ToolName.START}."
                 ),
             )
-        return self._session_result(provider, answer, session)
+        result = await self._session_result(provider, answer, session)
+        if session is not None:
+            _remember(session, result, refreshed=True)
+        return result
 
     async def logout(
         self, session: UpstreamSession | None, *, provider: str, env: str | None
@@ -145,6 +161,8 @@ class AuthService:
         cookies = session.cookies if session is not None else httpx2.Cookies()
         logout_url = await self.client.logout(cookies, provider=provider, env=env)
         self._drop_provider_cookies(cookies, provider)
+        if session is not None:
+            session.signed_in.pop(provider, None)
 
         next_step = f"Signed out of '{provider}'. To sign in again, call {ToolName.START}."
         if logout_url:
@@ -153,6 +171,47 @@ class AuthService:
                 + next_step
             )
         return LogoutResult(provider=provider, logout_url=logout_url, next_step=next_step)
+
+    def overview(
+        self, session: UpstreamSession | None, *, has_transport_session: bool
+    ) -> SessionOverview:
+        """Describe the session's sign-ins without any secret."""
+        if session is None and has_transport_session:
+            return SessionOverview(
+                bound_to_transport_session=True,
+                signed_in=[],
+                pending_sign_ins=[],
+                idle_expiry_seconds=self.settings.session_idle_seconds,
+                next_step=f"Nothing is signed in yet. Call {ToolName.START}.",
+            )
+        if session is None:
+            return SessionOverview(
+                bound_to_transport_session=False,
+                signed_in=[],
+                pending_sign_ins=[],
+                idle_expiry_seconds=self.settings.session_idle_seconds,
+                next_step=(
+                    "This client has no transport session. Read backstage://session?session_handle="
+                    f"<handle> with the session_handle that {ToolName.START} returned."
+                ),
+            )
+        signed_in = sorted(session.signed_in.values(), key=lambda status: status.provider)
+        if signed_in:
+            next_step = (
+                f"Call {ToolName.REFRESH} before expires_at to renew a sign-in, or "
+                f"{ToolName.LOGOUT} to end one."
+            )
+        else:
+            next_step = (
+                f"Nothing is signed in. Call {ToolName.START}, or {ToolName.REFRESH} for 'guest'."
+            )
+        return SessionOverview(
+            bound_to_transport_session=session.owner is not None,
+            signed_in=signed_in,
+            pending_sign_ins=sorted(session.pending_sign_ins),
+            idle_expiry_seconds=self.settings.session_idle_seconds,
+            next_step=next_step,
+        )
 
     async def _finish_redirect_flow(
         self, session: UpstreamSession, provider: str, state: str, redirect: FrameRedirect
@@ -166,7 +225,7 @@ class AuthService:
         env = _state_summary_of(state).env or self.settings.default_env
         return await self.client.refresh(session.cookies, provider=provider, env=env)
 
-    def _session_result(
+    async def _session_result(
         self, provider: str, answer: WireAuthResponse, session: UpstreamSession | None
     ) -> SessionResult:
         reveal = self.settings.reveal_tokens
@@ -191,7 +250,7 @@ class AuthService:
                 ownership_entity_refs=list(backstage.identity.ownership_entity_refs),
                 expires_in_seconds=backstage.expires_in_seconds,
                 expires_at=_expiry(now, backstage.expires_in_seconds),
-                token_claims=read_unverified_claims(backstage.token) if backstage.token else None,
+                token_claims=await self._claims(backstage.token),
                 token=backstage.token if reveal else None,
             )
 
@@ -213,12 +272,39 @@ class AuthService:
             next_step=_signed_in_next_step(provider, identity),
         )
 
+    async def _claims(self, token: str | None) -> TokenClaims | None:
+        """Decode the token's claims and record whether they verify against Backstage's JWKS."""
+        if not token:
+            return None
+        claims = read_unverified_claims(token)
+        if claims is None:
+            return None
+        verification = await self.verifier.verify(token)
+        return claims.model_copy(
+            update={"verified": verification.verified, "verification_error": verification.error}
+        )
+
     def _drop_provider_cookies(self, cookies: httpx2.Cookies, provider: str) -> None:
         """Remove the provider's cookies, which live under `<auth path>/<provider>`."""
         provider_path = f"{self._base_path}/{provider}"
         for cookie in list(cookies.jar):
             if cookie.path == provider_path or cookie.path.startswith(provider_path + "/"):
                 cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+
+
+def _remember(session: UpstreamSession, result: SessionResult, *, refreshed: bool) -> None:
+    """Record a successful sign-in or refresh in the session's overview."""
+    now = datetime.now(UTC)
+    identity = result.backstage_identity
+    previous = session.signed_in.get(result.provider)
+    session.signed_in[result.provider] = ProviderStatus(
+        provider=result.provider,
+        user_entity_ref=identity.user_entity_ref if identity else None,
+        scope=result.provider_info.scope if result.provider_info else None,
+        expires_at=identity.expires_at if identity else None,
+        signed_in_at=previous.signed_in_at if previous and refreshed else now,
+        refreshed_at=now if refreshed else None,
+    )
 
 
 def _callback_params(

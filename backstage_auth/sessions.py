@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from backstage_auth.errors import SessionNotFoundError
+from backstage_auth.models import ProviderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class UpstreamSession:
     owner: str | None
     last_used: float
     cookies: httpx2.Cookies = field(default_factory=httpx2.Cookies)
+    signed_in: dict[str, ProviderStatus] = field(default_factory=dict)
+    pending_sign_ins: set[str] = field(default_factory=set)
 
     @property
     def fingerprint(self) -> str:

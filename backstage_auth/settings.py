@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         validation_alias=_env("BACKSTAGE_AUTH_VERIFY_TLS"),
         description="Verify the Backstage host's TLS certificate. Switch off only for testing.",
     )
+    token_issuer: str | None = Field(
+        None,
+        validation_alias=_env("BACKSTAGE_AUTH_TOKEN_ISSUER"),
+        description=(
+            "Expected 'iss' of Backstage identity tokens; BACKSTAGE_AUTH_URL when unset. Set it "
+            "when Backstage's backend.baseUrl differs from the URL this server uses."
+        ),
+    )
     reveal_tokens: bool = Field(
         False,
         validation_alias=_env("BACKSTAGE_AUTH_REVEAL_TOKENS"),

@@ -15,21 +15,32 @@ from typing import Annotated, Any, Literal, TypeVar
 
 import httpx2
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from backstage_auth import __version__
 from backstage_auth.client import BackstageAuthClient
+from backstage_auth.elicitation import finish_with_elicitation
 from backstage_auth.errors import BackstageAuthError
 from backstage_auth.models import LogoutResult, SessionResult, StartResult
 from backstage_auth.names import ToolName
 from backstage_auth.service import AuthService
 from backstage_auth.sessions import LOCAL_OWNER, SessionStore, UpstreamSession
 from backstage_auth.settings import Settings
-from backstage_auth.validation import CallbackUrl, Code, EnvName, ProviderId, SessionHandle, State
+from backstage_auth.validation import (
+    CallbackUrl,
+    Code,
+    EnvName,
+    ProviderId,
+    SessionHandle,
+    State,
+    check_session_handle,
+)
 
 logger = logging.getLogger(__name__)
+
+SESSION_RESOURCE = "backstage://session{?session_handle}"
 
 ResultT = TypeVar("ResultT")
 
@@ -42,6 +53,7 @@ OAuth providers (github, google, okta, oidc, ...):
 4. {ToolName.REFRESH} renews it; {ToolName.LOGOUT} signs out.
 The guest provider needs only {ToolName.REFRESH} with provider 'guest'.
 Clients without a transport session pass the session_handle from start to every later call.
+The resource backstage://session shows who is signed in where, without secrets.
 """
 
 Env = Annotated[
@@ -98,7 +110,34 @@ def create_server(
     for name in enabled_tools(settings):
         spec = TOOLS[name]
         server.add_tool(spec.function, name=name, title=spec.title, annotations=spec.annotations)
+    server.resource(
+        SESSION_RESOURCE,
+        name="backstage-session",
+        title="Backstage sign-in session",
+        description=(
+            "The caller's upstream session: providers signed in, identity and expiry. "
+            "Contains no tokens or cookies. Clients without a transport session add "
+            "?session_handle=<handle>."
+        ),
+        mime_type="application/json",
+    )(read_session)
     return server
+
+
+async def read_session(ctx: Context, session_handle: str | None = None) -> str:
+    """Return the caller's session overview as JSON."""
+    service = _service(ctx)
+    owner = _owner(ctx)
+    try:
+        if session_handle is not None:
+            session = service.store.for_handle(check_session_handle(session_handle), owner)
+        else:
+            session = service.store.for_owner(owner) if owner is not None else None
+    except (ValueError, BackstageAuthError) as exc:
+        logger.info("Rejected a session resource read: %s", exc)
+        raise ResourceError(str(exc)) from None
+    overview = service.overview(session, has_transport_session=owner is not None)
+    return overview.model_dump_json(indent=2)
 
 
 def enabled_tools(settings: Settings) -> list[ToolName]:
@@ -133,10 +172,11 @@ async def start_authentication_flow(
     """
     service = _service(ctx)
     session = _session(ctx, service, session_handle, create=True)
-    return await _run(
+    started = await _run(
         ToolName.START,
         service.start(session, provider=provider, env=env, flow=flow),
     )
+    return await _run(ToolName.START, finish_with_elicitation(ctx, service, session, started))
 
 
 async def handle_authentication_callback_popup(

@@ -84,7 +84,9 @@ async def test_oidc_full_flow(settings, mode):
     assert identity["user_entity_ref"] == "user:default/bob"
     assert identity["ownership_entity_refs"] == ["user:default/bob"]
     assert identity["token_claims"]["sub"] == "user:default/bob"
-    assert identity["token_claims"]["verified"] is False
+    assert identity["token_claims"]["verified"] is True
+    assert identity["token_claims"]["verification_error"] is None
+    assert identity["token_claims"]["aud"] == "backstage"
     assert identity["token"] is None
     assert signed_in["provider_info"]["access_token"] is None
     assert signed_in["profile"]["email"] == "bob@example.test"
@@ -129,6 +131,20 @@ async def test_reveal_tokens_setting(backstage):
     assert result["provider_info"]["access_token"]
 
 
+async def test_failed_verification_keeps_result(backstage):
+    settings = Settings(
+        auth_url=backstage.auth_url, token_issuer="http://127.0.0.1:1/api/auth", _env_file=None
+    )
+    async with Client(create_server(settings)) as client:
+        result = await call_ok(client, ToolName.REFRESH, {"provider": "guest"})
+
+    claims = result["backstage_identity"]["token_claims"]
+    assert claims["verified"] is False
+    assert "issuer is not 'http://127.0.0.1:1/api/auth'" in claims["verification_error"]
+    assert claims["sub"] == "user:development/guest"
+    assert result["signed_in"] is True
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_guest_refresh(settings, mode):
     async with Client(create_server(settings), mode=mode) as client:
@@ -137,6 +153,7 @@ async def test_guest_refresh(settings, mode):
     assert result["signed_in"] is True
     assert result["backstage_identity"]["user_entity_ref"] == "user:development/guest"
     assert result["provider_info"] is None
+    assert result["backstage_identity"]["token_claims"]["verified"] is True
     assert "no logout" in result["next_step"]
 
 
