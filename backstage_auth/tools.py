@@ -7,6 +7,7 @@ on stdio and in-process clients, the `Mcp-Session-Id` on streamable HTTP, or a
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -109,7 +110,13 @@ def create_server(
     )
     for name in enabled_tools(settings):
         spec = TOOLS[name]
-        server.add_tool(spec.function, name=name, title=spec.title, annotations=spec.annotations)
+        server.add_tool(
+            spec.function,
+            name=name,
+            title=spec.title,
+            description=inspect.cleandoc(spec.function.__doc__ or ""),
+            annotations=spec.annotations,
+        )
     server.resource(
         SESSION_RESOURCE,
         name="backstage-session",
