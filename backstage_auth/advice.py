@@ -31,6 +31,10 @@ def upstream_error(
     message = message[:_MAX_UPSTREAM_MESSAGE]
     where = f"HTTP {status}" if status is not None else "in the sign-in result page"
     text = f"Backstage answered {where} with {name}: {message}"
+    if provider == "guest" and status == 501:
+        text = f"The guest provider has no browser sign-in ({text})."
+    elif provider == "guest" and operation == "logout" and status == 404:
+        text = f"The guest provider has no logout ({text})."
     return UpstreamError(
         text,
         _next_step(provider, operation, status, message),
@@ -49,13 +53,14 @@ def _next_step(provider: str, operation: str, status: int | None, message: str) 
         )
     if provider == "guest" and operation == "logout" and status == 404:
         return (
-            "The guest provider has no logout and keeps no session, so there is nothing to "
-            "sign out of; stop using the guest token instead."
+            "Nothing to do: the guest provider keeps no session, so there is nothing to sign "
+            "out of. A guest identity simply expires at its expires_at."
         )
     if "Unknown auth provider" in message or "No auth provider registered" in message:
         return (
-            f"Check the provider id '{provider}': it must be configured under auth.providers "
-            "in Backstage's app-config (for example 'github', 'oidc' or 'guest')."
+            f"Backstage has no provider with the id '{provider}'. Use an id configured under "
+            "auth.providers in Backstage's app-config; ask the Backstage admin which ones exist "
+            "(common ids: github, google, okta, oidc, guest)."
         )
     if "misconfigured" in message:
         return f"Fix the configuration of provider '{provider}' in Backstage's app-config."
@@ -67,19 +72,32 @@ def _next_step(provider: str, operation: str, status: int | None, message: str) 
         )
     if "Missing session cookie" in message:
         return (
-            f"This session is not signed in to '{provider}'. Sign in first: {_SIGN_IN_AGAIN} "
-            "On a client without a transport session, pass the session_handle from start. "
-            "Pass optional=true to get an empty result instead of this error."
+            f"This session has no sign-in to '{provider}'. If the user signed in earlier from a "
+            "client without a transport session, pass the session_handle from that start or "
+            f"callback result. Otherwise sign in: {_SIGN_IN_AGAIN} Pass optional=true to get an "
+            "empty result instead of this error."
         )
-    if "missing cookie nonce" in message or "expected authorization request details" in message:
+    if "missing cookie nonce" in message:
         return (
-            "The callback did not run in the session that started the sign-in. Pass the "
-            f"session_handle returned by {ToolName.START}. Otherwise: {_SIGN_IN_AGAIN}"
+            f"The session this callback ran in has no pending sign-in to '{provider}'. Pass the "
+            f"session_handle that {ToolName.START} returned, and the provider id exactly as "
+            f"start used it. If neither helps: {_SIGN_IN_AGAIN}"
         )
-    if "Invalid nonce" in message or "OAuth state is invalid" in message:
+    if "expected authorization request details" in message:
         return (
-            "The state does not belong to the latest sign-in started in this session. Use the "
-            f"URL from the most recent {ToolName.START} call. {_SIGN_IN_AGAIN}"
+            "This sign-in was already completed or its code was already used (codes work "
+            f"once), or the callback ran in another session than start. Call {ToolName.REFRESH} "
+            f"to check whether the user is signed in. If not: {_SIGN_IN_AGAIN}"
+        )
+    if "Invalid nonce" in message:
+        return (
+            "The user opened an older authorization_url. Ask them to open the one from the "
+            f"latest {ToolName.START} result and paste back where it ends; or start again."
+        )
+    if "OAuth state is invalid" in message:
+        return (
+            "The state is not one Backstage issued. Pass the callback URL exactly as the "
+            f"browser shows it. If that fails too: {_SIGN_IN_AGAIN}"
         )
     if "is not allowed" in message:
         return (

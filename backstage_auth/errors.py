@@ -20,7 +20,8 @@ class BackstageAuthError(Exception):
         self.next_step = next_step
 
     def __str__(self) -> str:
-        return f"{self.message} Next step: {self.next_step}"
+        message = self.message if self.message.endswith((".", "?", "!")) else self.message + "."
+        return f"{message} Next step: {self.next_step}"
 
 
 class InvalidInputError(BackstageAuthError):

@@ -79,7 +79,12 @@ class StartResult(BaseModel):
     authorization_url: str = Field(
         description="URL of the identity provider's sign-in page; the user opens it in a browser."
     )
-    state: StateSummary
+    state_fields: StateSummary = Field(
+        description=(
+            "Decoded fields of the sign-in's OAuth state, for information. The callback takes "
+            "the 'state' string from the callback URL, not this object."
+        )
+    )
     expires_in_seconds: int = Field(
         600, description="Time within which the callback must arrive, in seconds."
     )
@@ -169,7 +174,9 @@ class SessionResult(BaseModel):
 
 class LogoutResult(BaseModel):
     provider: str
-    logged_out: bool = True
+    logged_out: bool = Field(
+        description="True when a sign-in to the provider ended; false when there was none."
+    )
     logout_url: str | None = Field(
         None, description="URL the user should open to end the identity provider's session."
     )

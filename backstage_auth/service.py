@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from http.cookiejar import Cookie
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -76,12 +77,22 @@ class AuthService:
         """Begin a sign-in; a second start in the same session replaces the first."""
         env = env or self.settings.default_env
         url = await self.client.start(session.cookies, provider=provider, env=env, flow=flow)
+        redirect_uri = parse_qs(urlsplit(url).query).get("redirect_uri", [""])[0]
+        configured = _provider_in_callback_path(redirect_uri) or provider
+        if configured != provider and configured.lower() == provider.lower():
+            # Backstage routes ids case-insensitively but scopes cookies to the configured id,
+            # so a sign-in started as 'OIDC' can never complete.
+            raise InvalidInputError(
+                f"Backstage knows provider '{provider}' as '{configured}'.",
+                f"Call {ToolName.START} again with provider '{configured}'; the id must match "
+                "exactly for the sign-in cookies to apply.",
+            )
         session.pending_sign_ins.add(provider)
         return StartResult(
             provider=provider,
             env=env,
             authorization_url=url,
-            state=_state_summary(url),
+            state_fields=_state_summary(url),
             expires_in_seconds=_NONCE_LIFETIME_SECONDS,
             session_handle=session.handle,
             next_step=(
@@ -108,6 +119,12 @@ class AuthService:
         not make up a callback, and `UpstreamError` when Backstage rejects it.
         """
         params = _callback_params(code=code, state=state, callback_url=callback_url)
+        in_path = _provider_in_callback_path(callback_url or "")
+        if in_path is not None and in_path != provider:
+            raise InvalidInputError(
+                f"provider '{provider}' does not match '{in_path}' in callback_url's path.",
+                f"Pass provider '{in_path}', the id the sign-in was started with.",
+            )
         answer = await self.client.handler_frame(session.cookies, provider=provider, params=params)
 
         if isinstance(answer, FrameRedirect):
@@ -158,19 +175,41 @@ class AuthService:
     ) -> LogoutResult:
         """Sign out of the provider and drop its cookies from the session."""
         env = env or self.settings.default_env
+        if session is None and provider != "guest":
+            raise InvalidInputError(
+                "This client has no transport session and passed no session_handle, so there "
+                f"is no sign-in to '{provider}' to end.",
+                "Pass the session_handle from the start or callback result of the sign-in.",
+            )
         cookies = session.cookies if session is not None else httpx2.Cookies()
+        was_signed_in = self._has_provider_cookies(cookies, provider)
         logout_url = await self.client.logout(cookies, provider=provider, env=env)
         self._drop_provider_cookies(cookies, provider)
         if session is not None:
             session.signed_in.pop(provider, None)
 
-        next_step = f"Signed out of '{provider}'. To sign in again, call {ToolName.START}."
-        if logout_url:
+        if not was_signed_in:
             next_step = (
-                "Ask the user to open logout_url to end the identity provider's session too. "
-                + next_step
+                f"This session was not signed in to '{provider}', so nothing changed. To sign "
+                f"in, call {ToolName.START}."
             )
-        return LogoutResult(provider=provider, logout_url=logout_url, next_step=next_step)
+        elif logout_url:
+            next_step = (
+                f"Signed out of '{provider}' in Backstage. Ask the user to open logout_url to "
+                "end the identity provider's own session too."
+            )
+        else:
+            next_step = (
+                f"Signed out of '{provider}' in Backstage. The identity provider's own session "
+                "may still be active, so the next sign-in can skip its login page; the user "
+                f"can sign out there separately. To sign in again, call {ToolName.START}."
+            )
+        return LogoutResult(
+            provider=provider,
+            logged_out=was_signed_in,
+            logout_url=logout_url,
+            next_step=next_step,
+        )
 
     def overview(
         self, session: UpstreamSession | None, *, has_transport_session: bool
@@ -244,13 +283,16 @@ class AuthService:
         identity = None
         backstage = answer.backstage_identity
         if backstage is not None and backstage.identity is not None:
+            claims = await self._claims(backstage.token)
             identity = BackstageIdentity(
                 type=backstage.identity.type,
                 user_entity_ref=backstage.identity.user_entity_ref,
                 ownership_entity_refs=list(backstage.identity.ownership_entity_refs),
                 expires_in_seconds=backstage.expires_in_seconds,
-                expires_at=_expiry(now, backstage.expires_in_seconds),
-                token_claims=await self._claims(backstage.token),
+                # The token's own exp is exact; expiresInSeconds is rounded by Backstage.
+                expires_at=(claims.exp if claims and claims.exp else None)
+                or _expiry(now, backstage.expires_in_seconds),
+                token_claims=claims,
                 token=backstage.token if reveal else None,
             )
 
@@ -284,12 +326,24 @@ class AuthService:
             update={"verified": verification.verified, "verification_error": verification.error}
         )
 
-    def _drop_provider_cookies(self, cookies: httpx2.Cookies, provider: str) -> None:
-        """Remove the provider's cookies, which live under `<auth path>/<provider>`."""
+    def _provider_cookies(self, cookies: httpx2.Cookies, provider: str) -> list[Cookie]:
+        """List the provider's cookies, which live under `<auth path>/<provider>`."""
         provider_path = f"{self._base_path}/{provider}"
-        for cookie in list(cookies.jar):
-            if cookie.path == provider_path or cookie.path.startswith(provider_path + "/"):
-                cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
+        return [
+            cookie
+            for cookie in cookies.jar
+            if cookie.path == provider_path or cookie.path.startswith(provider_path + "/")
+        ]
+
+    def _has_provider_cookies(self, cookies: httpx2.Cookies, provider: str) -> bool:
+        return any(
+            cookie.name.startswith(f"{provider}-refresh-token")
+            for cookie in self._provider_cookies(cookies, provider)
+        )
+
+    def _drop_provider_cookies(self, cookies: httpx2.Cookies, provider: str) -> None:
+        for cookie in self._provider_cookies(cookies, provider):
+            cookies.jar.clear(cookie.domain, cookie.path, cookie.name)
 
 
 def _remember(session: UpstreamSession, result: SessionResult, *, refreshed: bool) -> None:
@@ -327,7 +381,7 @@ def _callback_params(
 
     if "state" not in params or not ("code" in params or "error" in params):
         raise InvalidInputError(
-            "The callback needs state together with code (or an error from the identity provider).",
+            "The callback needs the URL the browser ended on, or its code and state.",
             "Pass callback_url: the full URL the browser ended on after signing in, containing "
             "'code=' and 'state='. Alternatively pass code and state separately.",
         )
@@ -339,6 +393,14 @@ def _callback_params(
     except ValueError as exc:
         raise InvalidInputError(f"callback_url is invalid: {exc}.", "Copy the URL again.") from None
     return params
+
+
+def _provider_in_callback_path(url: str) -> str | None:
+    """Return the provider id in a `.../<provider>/handler/frame` URL, or None."""
+    parts = urlsplit(url).path.rstrip("/").split("/")
+    if len(parts) >= 3 and parts[-2:] == ["handler", "frame"]:
+        return parts[-3]
+    return None
 
 
 def _state_summary(authorization_url: str) -> StateSummary:
@@ -368,12 +430,12 @@ def _signed_in_next_step(provider: str, identity: BackstageIdentity | None) -> s
     who = f" as {identity.user_entity_ref}" if identity else ""
     if provider == "guest":
         return (
-            f"Signed in to Backstage as guest{who}. Call {ToolName.REFRESH} with provider "
-            "'guest' again for a new token; the guest provider has no logout."
+            f"Signed in with the guest provider{who}. For a new guest identity, call "
+            f"{ToolName.REFRESH} with provider 'guest' again; the guest provider has no logout."
         )
     renew = (
-        f"Call {ToolName.REFRESH} with provider '{provider}' to renew it before expires_at, "
-        f"and {ToolName.LOGOUT} to sign out."
+        f"Call {ToolName.REFRESH} with provider '{provider}' to renew it before "
+        f"backstage_identity.expires_at, and {ToolName.LOGOUT} to sign out."
     )
     if identity is None:
         return (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import httpx2
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from backstage_auth import __version__
 from backstage_auth.client import BackstageAuthClient
@@ -101,6 +102,8 @@ def create_server(
             await client.aclose()
             logger.info("Closed the Backstage connection pool")
 
+    # Argument errors reach agents verbatim; pydantic's documentation link is noise there.
+    os.environ.setdefault("PYDANTIC_ERRORS_INCLUDE_URL", "0")
     server = MCPServer(
         "backstage-auth",
         title="Backstage auth",
@@ -155,15 +158,21 @@ def enabled_tools(settings: Settings) -> list[ToolName]:
     return names
 
 
+def _lower_case(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 async def start_authentication_flow(
     ctx: Context,
     provider: ProviderId,
     flow: Annotated[
         Literal["popup", "redirect"] | None,
+        BeforeValidator(_lower_case),
         Field(
             description=(
-                "Sign-in flow. Leave it out or pass 'popup': the result URL then carries "
-                "the code and state to paste back. 'redirect' needs a browser app."
+                "Sign-in flow. Leave it out or pass 'popup', the only flow an agent can finish: "
+                "the browser then ends on a URL that carries the code and state. 'redirect' "
+                "exists for Backstage's own web app and fails here without its redirectUrl."
             )
         ),
     ] = None,
@@ -177,13 +186,14 @@ async def start_authentication_flow(
     the URL the browser ended on. The guest provider has no browser sign-in:
     use backstage-refresh-authentication-token for it.
     """
-    service = _service(ctx)
-    session = _session(ctx, service, session_handle, create=True)
-    started = await _run(
-        ToolName.START,
-        service.start(session, provider=provider, env=env, flow=flow),
+    caller = Caller.of(ctx, provider, session_handle)
+    session = caller.session(create=True)
+    started = await caller.run(
+        ToolName.START, caller.service.start(session, provider=provider, env=env, flow=flow)
     )
-    return await _run(ToolName.START, finish_with_elicitation(ctx, service, session, started))
+    return await caller.run(
+        ToolName.START, finish_with_elicitation(ctx, caller.service, session, started)
+    )
 
 
 async def handle_authentication_callback_popup(
@@ -216,11 +226,11 @@ async def handle_authentication_callback_popup(
     the start call. Returns the user's profile and Backstage identity;
     raw tokens are withheld unless the server reveals them.
     """
-    service = _service(ctx)
-    session = _session(ctx, service, session_handle, create=True)
-    return await _run(
+    caller = Caller.of(ctx, provider, session_handle)
+    session = caller.session(create=True)
+    return await caller.run(
         ToolName.CALLBACK,
-        service.callback(
+        caller.service.callback(
             session, provider=provider, code=code, state=state, callback_url=callback_url
         ),
     )
@@ -246,11 +256,11 @@ async def refresh_authentication_token(
     For OAuth providers the session must have completed start and callback.
     For provider 'guest' this is the whole sign-in: no other call is needed.
     """
-    service = _service(ctx)
-    session = _session(ctx, service, session_handle, create=False)
-    return await _run(
+    caller = Caller.of(ctx, provider, session_handle)
+    session = caller.session(create=False)
+    return await caller.run(
         ToolName.REFRESH,
-        service.refresh(session, provider=provider, env=env, optional=optional),
+        caller.service.refresh(session, provider=provider, env=env, optional=optional),
     )
 
 
@@ -265,9 +275,11 @@ async def logout_provider(
     Afterwards refresh fails until the user signs in again with start and
     callback. The guest provider has no logout.
     """
-    service = _service(ctx)
-    session = _session(ctx, service, session_handle, create=False)
-    return await _run(ToolName.LOGOUT, service.logout(session, provider=provider, env=env))
+    caller = Caller.of(ctx, provider, session_handle)
+    session = caller.session(create=False)
+    return await caller.run(
+        ToolName.LOGOUT, caller.service.logout(session, provider=provider, env=env)
+    )
 
 
 def _service(ctx: Context) -> AuthService:
@@ -284,23 +296,63 @@ def _owner(ctx: Context) -> str | None:
     return f"mcp-session:{session_id}" if session_id else None
 
 
-def _session(
-    ctx: Context, service: AuthService, handle: str | None, *, create: bool
-) -> UpstreamSession | None:
-    try:
-        return service.session_for(owner=_owner(ctx), handle=handle, create=create)
-    except BackstageAuthError as exc:
-        logger.info("Rejected a session handle: %s", exc.message)
-        raise ToolError(str(exc)) from None
+@dataclass(frozen=True)
+class Caller:
+    """One tool call's view of its client: the service, transport session and handle."""
 
+    service: AuthService
+    owner: str | None
+    handle: str | None
+    provider: str
 
-async def _run(tool: ToolName, call: Awaitable[ResultT]) -> ResultT:
-    """Await a service call and turn its errors into tool errors an agent can act on."""
-    try:
-        return await call
-    except BackstageAuthError as exc:
-        logger.info("%s failed: %s", tool, exc.message)
-        raise ToolError(str(exc)) from None
+    @classmethod
+    def of(cls, ctx: Context, provider: str, handle: str | None) -> Caller:
+        return cls(_service(ctx), _owner(ctx), handle, provider)
+
+    @property
+    def sessionless(self) -> bool:
+        return self.owner is None
+
+    def session(self, *, create: bool) -> UpstreamSession | None:
+        """Find or create the caller's session; raise `ToolError` for an unusable handle."""
+        try:
+            return self.service.session_for(owner=self.owner, handle=self.handle, create=create)
+        except BackstageAuthError as exc:
+            logger.info("Rejected a session handle: %s", exc.message)
+            if self.provider == "guest":
+                exc.next_step = "The guest provider needs no session_handle; leave it out."
+            raise ToolError(str(exc)) from None
+
+    async def run(self, tool: ToolName, call: Awaitable[ResultT]) -> ResultT:
+        """Await a service call; turn its errors into tool errors an agent can act on.
+
+        A sessionless client learns from every next step that it must carry
+        the session_handle, because nothing else links its calls.
+        """
+        try:
+            result = await call
+        except BackstageAuthError as exc:
+            logger.info("%s failed: %s", tool, exc.message)
+            exc.next_step += self._empty_session_note()
+            raise ToolError(str(exc)) from None
+
+        if not self.sessionless or self.provider == "guest":
+            return result
+        handle = getattr(result, "session_handle", None)
+        if handle:
+            hint = f" Pass session_handle '{handle}' to every later call for this sign-in."
+        else:
+            hint = self._empty_session_note()
+        next_step = getattr(result, "next_step", "")
+        return result.model_copy(update={"next_step": next_step + hint})  # type: ignore[attr-defined]
+
+    def _empty_session_note(self) -> str:
+        if not self.sessionless or self.handle is not None or self.provider == "guest":
+            return ""
+        return (
+            " Note: this client has no transport session and passed no session_handle, so "
+            "the call ran in an empty session."
+        )
 
 
 @dataclass(frozen=True)

@@ -92,17 +92,31 @@ def check_state(value: str) -> str:
 
 
 def check_callback_url(value: str) -> str:
-    """Accept the URL a browser ended on after the identity provider redirected it."""
-    if len(value) > MAX_CALLBACK_URL_LENGTH or not _is_printable_ascii(value):
+    """Accept the URL a browser ended on after the identity provider redirected it.
+
+    Returns the URL without surrounding whitespace, which pasting often adds.
+    """
+    value = value.strip()
+    if len(value) > MAX_CALLBACK_URL_LENGTH:
         raise ValueError(
-            f"callback_url must be at most {MAX_CALLBACK_URL_LENGTH} printable ASCII characters; "
-            "copy the address bar of the browser tab that the sign-in ended on"
+            f"callback_url must be at most {MAX_CALLBACK_URL_LENGTH} characters, got "
+            f"{len(value)}; copy only the address bar of the browser tab the sign-in ended on"
+        )
+    if not _is_printable_ascii(value):
+        raise ValueError(
+            "callback_url contains a space, line break or non-ASCII character inside it; "
+            "copy the address bar of the browser tab the sign-in ended on as one line"
+        )
+    if "&amp;" in value:
+        raise ValueError(
+            "callback_url contains '&amp;', an HTML-escaped '&'; replace each '&amp;' with '&' "
+            "or copy the URL from the browser's address bar instead of from a web page"
         )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(
             "callback_url must be a full http(s) URL such as "
-            "'http://<backstage host>/api/auth/oidc/handler/frame?code=...&state=...'; "
+            "'http://<backstage host>/api/auth/<provider>/handler/frame?code=...&state=...'; "
             "copy the whole address bar of the browser tab that the sign-in ended on"
         )
     query = parse_qs(parts.query)

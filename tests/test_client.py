@@ -79,7 +79,7 @@ async def test_json_error_becomes_upstream_error_without_stack():
 
     assert caught.value.status == 404
     assert caught.value.error_name == "NotFoundError"
-    assert "Check the provider id 'nope'" in caught.value.next_step
+    assert "no provider with the id 'nope'" in caught.value.next_step
     assert "secret.js" not in str(caught.value)
 
 

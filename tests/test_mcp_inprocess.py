@@ -74,9 +74,9 @@ async def test_oidc_full_flow(settings, mode):
         optional = await call_ok(client, ToolName.REFRESH, {"provider": "oidc", "optional": True})
 
     assert started["env"] == "development"
-    assert started["state"]["env"] == "development"
-    assert "openid" in started["state"]["scope"]
-    assert "nonce" not in started["state"]
+    assert started["state_fields"]["env"] == "development"
+    assert "openid" in started["state_fields"]["scope"]
+    assert "nonce" not in started["state_fields"]
     assert ToolName.CALLBACK in started["next_step"]
 
     identity = signed_in["backstage_identity"]
@@ -118,7 +118,57 @@ async def test_second_start_replaces_first(settings):
             client, ToolName.CALLBACK, {"provider": "oidc", "callback_url": stale_url}
         )
 
-    assert "Invalid nonce" in error or "authorization request" in error
+    assert "Invalid nonce" in error
+    assert "older authorization_url" in error
+
+
+async def test_replayed_callback_explains_used_code(settings):
+    async with Client(create_server(settings)) as client:
+        started = await call_ok(client, ToolName.START, {"provider": "oidc"})
+        callback_url = await browser_callback_url(started["authorization_url"])
+        arguments = {"provider": "oidc", "callback_url": callback_url}
+        await call_ok(client, ToolName.CALLBACK, arguments)
+        replay = await call_error(client, ToolName.CALLBACK, arguments)
+
+    assert "already completed or its code was already used" in replay
+
+
+async def test_provider_case_mismatch_named(settings):
+    async with Client(create_server(settings)) as client:
+        error = await call_error(client, ToolName.START, {"provider": "OIDC"})
+        started = await call_ok(client, ToolName.START, {"provider": "oidc"})
+        callback_url = await browser_callback_url(started["authorization_url"])
+        mismatch = await call_error(
+            client, ToolName.CALLBACK, {"provider": "OIDC", "callback_url": callback_url}
+        )
+
+    assert "Backstage knows provider 'OIDC' as 'oidc'" in error
+    assert "provider 'OIDC' does not match 'oidc' in callback_url's path" in mismatch
+
+
+async def test_pasted_url_whitespace_trimmed(settings):
+    async with Client(create_server(settings)) as client:
+        started = await call_ok(client, ToolName.START, {"provider": "oidc"})
+        callback_url = await browser_callback_url(started["authorization_url"], "mia")
+        escaped = await call_error(
+            client,
+            ToolName.CALLBACK,
+            {"provider": "oidc", "callback_url": callback_url.replace("&", "&amp;")},
+        )
+        result = await call_ok(
+            client, ToolName.CALLBACK, {"provider": "oidc", "callback_url": f"  {callback_url}\n"}
+        )
+
+    assert "HTML-escaped" in escaped
+    assert result["backstage_identity"]["user_entity_ref"] == "user:default/mia"
+
+
+async def test_logout_when_not_signed_in(settings):
+    async with Client(create_server(settings)) as client:
+        result = await call_ok(client, ToolName.LOGOUT, {"provider": "oidc"})
+
+    assert result["logged_out"] is False
+    assert "was not signed in" in result["next_step"]
 
 
 async def test_reveal_tokens_setting(backstage):
@@ -182,7 +232,7 @@ async def test_unknown_provider(settings):
 
     assert "HTTP 404" in error
     assert "Unknown auth provider 'nope'" in error
-    assert "Check the provider id 'nope'" in error
+    assert "no provider with the id 'nope'" in error
 
 
 async def test_unknown_env(settings):

@@ -85,6 +85,10 @@ async def test_http_sessionless_client_uses_handle(mcp_http):
             client, ToolName.REFRESH, {"provider": "oidc", "session_handle": handle}
         )
         refresh_without_handle = await call_error(client, ToolName.REFRESH, {"provider": "oidc"})
+        logout_without_handle = await call_error(client, ToolName.LOGOUT, {"provider": "oidc"})
+        guest_bad_handle = await call_error(
+            client, ToolName.REFRESH, {"provider": "guest", "session_handle": "C" * 43}
+        )
         await call_ok(client, ToolName.LOGOUT, {"provider": "oidc", "session_handle": handle})
         after_logout = await call_ok(
             client,
@@ -93,9 +97,13 @@ async def test_http_sessionless_client_uses_handle(mcp_http):
         )
 
     assert "missing cookie nonce" in without_handle
+    assert "passed no session_handle" in without_handle
+    assert f"Pass session_handle '{handle}'" in started["next_step"]
     assert signed_in["session_handle"] == handle
     assert refreshed["backstage_identity"]["user_entity_ref"] == "user:default/frank"
-    assert "session_handle" in refresh_without_handle
+    assert "passed no session_handle" in refresh_without_handle
+    assert "no sign-in to 'oidc' to end" in logout_without_handle
+    assert "guest provider needs no session_handle" in guest_bad_handle
     assert after_logout["signed_in"] is False
 
 

@@ -95,9 +95,9 @@ CASES: list[tuple[ToolName, dict[str, Any], str, str]] = [
     ),
     (
         ToolName.CALLBACK,
-        {"provider": "oidc", "callback_url": CALLBACK + "\n"},
+        {"provider": "oidc", "callback_url": CALLBACK.replace("?", "?\n")},
         "callback_url",
-        "printable ASCII",
+        "line break",
     ),
     (
         ToolName.CALLBACK,
@@ -105,12 +105,12 @@ CASES: list[tuple[ToolName, dict[str, Any], str, str]] = [
         "callback_url",
         "at most 8192",
     ),
-    (ToolName.CALLBACK, {"provider": "oidc"}, "state", "needs state together with code"),
+    (ToolName.CALLBACK, {"provider": "oidc"}, "state", "needs the URL the browser ended on"),
     (
         ToolName.CALLBACK,
         {"provider": "oidc", "code": "abc"},
         "state",
-        "needs state together with code",
+        "needs the URL the browser ended on",
     ),
     (
         ToolName.CALLBACK,
