@@ -8,6 +8,8 @@ tokens out unless the settings reveal them.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -295,3 +297,23 @@ def _signed_in_next_step(provider: str, identity: BackstageIdentity | None) -> s
             f"has no sign-in resolver configured. {renew}"
         )
     return f"Signed in to '{provider}'{who}. {renew}"
+
+
+@asynccontextmanager
+async def open_auth_service(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> AsyncIterator[AuthService]:
+    """Open a Backstage client and an empty session store; close the client on exit.
+
+    `transport` replaces the network in unit tests.
+    """
+    client = BackstageAuthClient(settings, transport=transport)
+    store = SessionStore(
+        max_sessions=settings.max_sessions, idle_seconds=settings.session_idle_seconds
+    )
+    logger.info("Serving Backstage auth API at %s", settings.auth_url)
+    try:
+        yield AuthService(settings, client, store)
+    finally:
+        await client.aclose()
+        logger.info("Closed the Backstage connection pool")

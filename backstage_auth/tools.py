@@ -71,12 +71,22 @@ class AppState:
 
 
 def create_server(
-    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+    settings: Settings,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    *,
+    service: AuthService | None = None,
 ) -> MCPServer:
-    """Build the MCP server; `transport` replaces the network in unit tests."""
+    """Build the MCP server; `transport` replaces the network in unit tests.
+
+    With `service`, the tools share that service (client and session store)
+    with another surface, and its owner closes it.
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[AppState]:
+        if service is not None:
+            yield AppState(service)
+            return
         client = BackstageAuthClient(settings, transport=transport)
         store = SessionStore(
             max_sessions=settings.max_sessions, idle_seconds=settings.session_idle_seconds
