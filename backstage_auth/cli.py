@@ -1,4 +1,7 @@
-"""Command line: `backstage-auth-mcp [--transport ...] [--host ...] [--port ...]`."""
+"""Command line: `backstage-auth-mcp [--surface ...] [--transport ...] [--port ...] ...`.
+
+`--surface` chooses MCP, the REST adapter or both; see `backstage-auth-mcp --help`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,20 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from functools import partial
 
 import anyio
 from pydantic import ValidationError
 
 from backstage_auth import __version__
-from backstage_auth.http_app import ExposureError, check_exposure, create_mcp_http_app, serve
+from backstage_auth.http_app import (
+    ExposureError,
+    HttpSurface,
+    check_exposure,
+    create_mcp_http_app,
+    serve_all,
+)
+from backstage_auth.rest import API_PREFIX, create_rest_app
+from backstage_auth.service import open_auth_service
 from backstage_auth.settings import Settings
 from backstage_auth.tools import create_server, enabled_tools
 
@@ -34,6 +44,11 @@ environment variables (also read from ./.env):
   BACKSTAGE_AUTH_HTTP_TOKEN   bearer token HTTP clients must send (default: none)
   BACKSTAGE_AUTH_ALLOWED_HOSTS    extra Host values for HTTP, comma-separated ('name:*')
   BACKSTAGE_AUTH_ALLOWED_ORIGINS  extra browser Origins for HTTP, comma-separated
+  BACKSTAGE_AUTH_SURFACE      mcp, rest or both (default mcp)
+  BACKSTAGE_AUTH_REST_PORT    port of the REST adapter (default 8080)
+
+The capability as specified, REST on 127.0.0.1:8080 and MCP on 127.0.0.1:9090:
+  backstage-auth-mcp --surface both
 """
 
 
@@ -45,12 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--surface",
+        choices=["mcp", "rest", "both"],
+        help=(
+            "what to serve: the MCP server, the REST adapter, or both in one process with MCP "
+            "over streamable HTTP (default mcp)"
+        ),
+    )
+    parser.add_argument(
         "--transport",
         choices=["stdio", "streamable-http"],
-        help="MCP transport (default stdio)",
+        help="MCP transport (default stdio, or streamable-http with --surface both)",
     )
-    parser.add_argument("--host", help="address to bind for streamable-http (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port for streamable-http (default 9090)")
+    parser.add_argument(
+        "--host", help="address that MCP streamable-http and REST bind (default 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, help="port of MCP streamable-http (default 9090)")
+    parser.add_argument("--rest-port", type=int, help="port of the REST adapter (default 8080)")
     parser.add_argument("--auth-url", help="overrides BACKSTAGE_AUTH_URL")
     parser.add_argument("--env", dest="default_env", help="overrides BACKSTAGE_AUTH_ENV")
     parser.add_argument(
@@ -83,9 +109,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
     overrides = {
         key: value
         for key in (
+            "surface",
             "transport",
             "host",
             "port",
+            "rest_port",
             "auth_url",
             "default_env",
             "log_level",
@@ -120,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"backstage-auth-mcp: invalid configuration\n{_format_errors(exc)}", file=sys.stderr)
         return 2
 
-    if settings.transport == "streamable-http":
+    if settings.serves_rest or settings.serves_mcp_http:
         try:
             check_exposure(settings)
         except ExposureError as exc:
@@ -128,23 +156,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
     configure_logging(settings.log_level)
-    server = create_server(settings)
-    logger.info(
-        "Starting backstage-auth-mcp %s on %s with tools: %s",
-        __version__,
-        settings.transport,
-        ", ".join(enabled_tools(settings)),
-    )
     try:
-        if settings.transport == "stdio":
-            server.run("stdio")
+        if settings.serves_rest or settings.serves_mcp_http:
+            anyio.run(serve_http_surfaces, settings)
         else:
-            app = create_mcp_http_app(settings, server)
-            anyio.run(partial(serve, app, host=settings.host, port=settings.port, name="MCP"))
+            logger.info(
+                "Starting backstage-auth-mcp %s on stdio with tools: %s",
+                __version__,
+                ", ".join(enabled_tools(settings)),
+            )
+            create_server(settings).run("stdio")
     except KeyboardInterrupt:
         pass
     logger.info("Stopped backstage-auth-mcp")
     return 0
+
+
+async def serve_http_surfaces(settings: Settings) -> None:
+    """Serve REST, MCP over streamable HTTP, or both, over one Backstage client and store."""
+    async with open_auth_service(settings) as service:
+        surfaces = []
+        if settings.serves_rest:
+            rest_app = create_rest_app(settings, service=service)
+            # The REST app logs each request itself, without the query string, because
+            # the query carries OAuth codes and states.
+            surfaces.append(HttpSurface("REST", rest_app, settings.rest_port, access_log=False))
+            logger.info(
+                "Starting the REST adapter at http://%s:%d%s",
+                settings.host,
+                settings.rest_port,
+                API_PREFIX,
+            )
+        if settings.serves_mcp_http:
+            server = create_server(settings, service=service)
+            mcp_app = create_mcp_http_app(settings, server)
+            surfaces.append(HttpSurface("MCP", mcp_app, settings.port))
+            logger.info(
+                "Starting backstage-auth-mcp %s on streamable-http with tools: %s",
+                __version__,
+                ", ".join(enabled_tools(settings)),
+            )
+        await serve_all(surfaces, host=settings.host)
 
 
 def _format_errors(exc: ValidationError) -> str:

@@ -91,8 +91,12 @@ def _rest_status(upstream_status: int | None) -> int:
     """Map an upstream status to the status the REST adapter reports."""
     if upstream_status is None:
         return 401
-    if upstream_status in (400, 401, 403, 404, 409, 501):
+    if upstream_status in (400, 401, 403, 404, 409):
         return upstream_status
+    # Backstage answers 501 for an operation the provider lacks (guest /start and
+    # /handler/frame) and 404 for guest /logout; both mean that resource does not exist.
+    if upstream_status == 501:
+        return 404
     if upstream_status == 503:
         return 503
     return 502

@@ -2,15 +2,19 @@
 
 Routes: `/mcp` (the MCP endpoint) and `/healthz` (liveness, no checks, no
 details). The SDK's own Host checks are switched off because `InboundGuard`
-applies the same allowlist to every HTTP surface of this server.
+applies the same allowlist to every HTTP surface of this server. `serve_all`
+runs one or more such apps (MCP and REST) with uvicorn in one process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 
+import anyio
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -92,8 +96,70 @@ def create_mcp_http_app(settings: Settings, server: MCPServer) -> InboundGuard:
     return guard(app, settings)
 
 
+@dataclass(frozen=True)
+class HttpSurface:
+    """One ASGI app to serve on its own port."""
+
+    name: str
+    app: ASGIApp
+    port: int
+    # uvicorn's access log prints each request line with its query string.
+    access_log: bool = True
+
+
+class _SharedSignalServer(uvicorn.Server):
+    """uvicorn server that leaves SIGINT and SIGTERM to `serve_all`.
+
+    uvicorn installs its own handlers per server and restores the previous ones
+    when it stops, so two servers in one process would stop one at a time.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_all(surfaces: Sequence[HttpSurface], *, host: str) -> None:
+    """Run each surface with uvicorn until SIGINT or SIGTERM stops them all.
+
+    uvicorn logs through the root logger. A second SIGINT stops without
+    waiting for open connections.
+    """
+    servers = []
+    for surface in surfaces:
+        config = uvicorn.Config(
+            surface.app,
+            host=host,
+            port=surface.port,
+            log_config=None,
+            lifespan="on",
+            access_log=surface.access_log,
+        )
+        servers.append(_SharedSignalServer(config))
+        logger.info("%s listening on http://%s:%d", surface.name, host, surface.port)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(_stop_on_signal, servers)
+        async with anyio.create_task_group() as serving:
+            for server in servers:
+                serving.start_soon(server.serve)
+        group.cancel_scope.cancel()
+
+
+async def _stop_on_signal(servers: Sequence[uvicorn.Server]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if any(server.should_exit for server in servers) and signum == signal.SIGINT:
+                logger.warning("Received a second %s; stopping without waiting", name)
+                for server in servers:
+                    server.force_exit = True
+                continue
+            logger.info("Received %s; stopping the HTTP servers", name)
+            for server in servers:
+                server.should_exit = True
+
+
 async def serve(app: ASGIApp, *, host: str, port: int, name: str) -> None:
-    """Run `app` with uvicorn until cancelled; uvicorn logs through the root logger."""
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on")
-    logger.info("%s listening on http://%s:%d", name, host, port)
-    await uvicorn.Server(config).serve()
+    """Run one app with uvicorn until SIGINT or SIGTERM."""
+    await serve_all([HttpSurface(name, app, port)], host=host)

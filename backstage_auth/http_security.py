@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Iterable, Sequence
+from http import HTTPStatus
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -133,7 +134,9 @@ async def _reject(
     detail: str,
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    body = json.dumps({"status": status, "detail": detail}).encode()
+    # An RFC 9457 problem of type about:blank, like the REST adapter's own errors.
+    problem = {"type": "about:blank", "title": HTTPStatus(status).phrase}
+    body = json.dumps(problem | {"status": status, "detail": detail}).encode()
     await send(
         {
             "type": "http.response.start",

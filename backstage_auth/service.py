@@ -8,6 +8,8 @@ tokens out unless the settings reveal them.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from http.cookiejar import Cookie
 from urllib.parse import parse_qs, urlsplit
@@ -16,7 +18,7 @@ import httpx2
 
 from backstage_auth.advice import upstream_error
 from backstage_auth.client import BackstageAuthClient, FrameRedirect
-from backstage_auth.errors import InvalidInputError, UpstreamError
+from backstage_auth.errors import InvalidInputError, SessionNotFoundError, UpstreamError
 from backstage_auth.frame import StateDecodeError, decode_state
 from backstage_auth.models import (
     BackstageIdentity,
@@ -176,7 +178,7 @@ class AuthService:
         """Sign out of the provider and drop its cookies from the session."""
         env = env or self.settings.default_env
         if session is None and provider != "guest":
-            raise InvalidInputError(
+            raise SessionNotFoundError(
                 "This client has no transport session and passed no session_handle, so there "
                 f"is no sign-in to '{provider}' to end.",
                 "Pass the session_handle from the start or callback result of the sign-in.",
@@ -443,3 +445,23 @@ def _signed_in_next_step(provider: str, identity: BackstageIdentity | None) -> s
             f"has no sign-in resolver configured. {renew}"
         )
     return f"Signed in to '{provider}'{who}. {renew}"
+
+
+@asynccontextmanager
+async def open_auth_service(
+    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+) -> AsyncIterator[AuthService]:
+    """Open a Backstage client and an empty session store; close the client on exit.
+
+    `transport` replaces the network in unit tests.
+    """
+    client = BackstageAuthClient(settings, transport=transport)
+    store = SessionStore(
+        max_sessions=settings.max_sessions, idle_seconds=settings.session_idle_seconds
+    )
+    logger.info("Serving Backstage auth API at %s", settings.auth_url)
+    try:
+        yield AuthService(settings, client, store)
+    finally:
+        await client.aclose()
+        logger.info("Closed the Backstage connection pool")

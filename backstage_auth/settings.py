@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backstage_auth.names import ToolName
 from backstage_auth.validation import ENV_PATTERN
 
 Transport = Literal["stdio", "streamable-http"]
+Surface = Literal["mcp", "rest", "both"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 # A Backstage backend started with `yarn start` serves plain HTTP on port 7007.
@@ -117,9 +118,24 @@ class Settings(BaseSettings):
         validation_alias=_env("BACKSTAGE_AUTH_TOOLS"),
         description="Comma-separated allowlist of tool names; all tools when unset.",
     )
+    surface: Surface = Field(
+        "mcp",
+        validation_alias=_env("BACKSTAGE_AUTH_SURFACE"),
+        description=(
+            "What to serve: 'mcp' (the MCP server), 'rest' (the REST adapter) or 'both' "
+            "(REST and MCP over streamable HTTP in one process)."
+        ),
+    )
     transport: Transport = Field("stdio", validation_alias=_env("BACKSTAGE_AUTH_TRANSPORT"))
     host: str = Field("127.0.0.1", validation_alias=_env("BACKSTAGE_AUTH_HOST"))
     port: int = Field(9090, ge=1, le=65535, validation_alias=_env("BACKSTAGE_AUTH_PORT"))
+    rest_port: int = Field(
+        8080,
+        ge=1,
+        le=65535,
+        validation_alias=_env("BACKSTAGE_AUTH_REST_PORT"),
+        description="Port of the REST adapter.",
+    )
     http_token: SecretStr | None = Field(
         None,
         validation_alias=_env("BACKSTAGE_AUTH_HTTP_TOKEN"),
@@ -194,3 +210,29 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_surfaces(self) -> Settings:
+        """Serve MCP over streamable HTTP next to REST, on a port of its own."""
+        if self.surface == "both":
+            if self.transport == "stdio" and "transport" in self.model_fields_set:
+                raise ValueError(
+                    "surface 'both' serves MCP over streamable HTTP next to REST, so leave "
+                    "out the stdio transport (--transport, BACKSTAGE_AUTH_TRANSPORT) or serve "
+                    "the surfaces from two processes"
+                )
+            self.transport = "streamable-http"
+        if self.serves_mcp_http and self.serves_rest and self.port == self.rest_port:
+            raise ValueError(
+                f"the MCP port and the REST port are both {self.port}, so give them "
+                "different values (--port, --rest-port)"
+            )
+        return self
+
+    @property
+    def serves_rest(self) -> bool:
+        return self.surface in ("rest", "both")
+
+    @property
+    def serves_mcp_http(self) -> bool:
+        return self.surface in ("mcp", "both") and self.transport == "streamable-http"

@@ -22,13 +22,12 @@ from mcp.types import ToolAnnotations
 from pydantic import BeforeValidator, Field
 
 from backstage_auth import __version__
-from backstage_auth.client import BackstageAuthClient
 from backstage_auth.elicitation import finish_with_elicitation
 from backstage_auth.errors import BackstageAuthError
 from backstage_auth.models import LogoutResult, SessionResult, StartResult
 from backstage_auth.names import ToolName
-from backstage_auth.service import AuthService
-from backstage_auth.sessions import LOCAL_OWNER, SessionStore, UpstreamSession
+from backstage_auth.service import AuthService, open_auth_service
+from backstage_auth.sessions import LOCAL_OWNER, UpstreamSession
 from backstage_auth.settings import Settings
 from backstage_auth.validation import (
     CallbackUrl,
@@ -85,22 +84,24 @@ class AppState:
 
 
 def create_server(
-    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+    settings: Settings,
+    transport: httpx2.AsyncBaseTransport | None = None,
+    *,
+    service: AuthService | None = None,
 ) -> MCPServer:
-    """Build the MCP server; `transport` replaces the network in unit tests."""
+    """Build the MCP server; `transport` replaces the network in unit tests.
+
+    With `service`, the tools share that service (client and session store)
+    with another surface, and its owner closes it.
+    """
 
     @asynccontextmanager
     async def lifespan(_: MCPServer) -> AsyncIterator[AppState]:
-        client = BackstageAuthClient(settings, transport=transport)
-        store = SessionStore(
-            max_sessions=settings.max_sessions, idle_seconds=settings.session_idle_seconds
-        )
-        logger.info("Serving Backstage auth API at %s", settings.auth_url)
-        try:
-            yield AppState(AuthService(settings, client, store))
-        finally:
-            await client.aclose()
-            logger.info("Closed the Backstage connection pool")
+        if service is not None:
+            yield AppState(service)
+            return
+        async with open_auth_service(settings, transport) as own_service:
+            yield AppState(own_service)
 
     # Argument errors reach agents verbatim; pydantic's documentation link is noise there.
     os.environ.setdefault("PYDANTIC_ERRORS_INCLUDE_URL", "0")
@@ -188,12 +189,12 @@ async def start_authentication_flow(
     """
     caller = Caller.of(ctx, provider, session_handle)
     session = caller.session(create=True)
-    started = await caller.run(
-        ToolName.START, caller.service.start(session, provider=provider, env=env, flow=flow)
-    )
-    return await caller.run(
-        ToolName.START, finish_with_elicitation(ctx, caller.service, session, started)
-    )
+
+    async def start_then_elicit() -> StartResult:
+        started = await caller.service.start(session, provider=provider, env=env, flow=flow)
+        return await finish_with_elicitation(ctx, caller.service, session, started)
+
+    return await caller.run(ToolName.START, start_then_elicit())
 
 
 async def handle_authentication_callback_popup(

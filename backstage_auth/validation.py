@@ -17,6 +17,11 @@ MAX_CODE_LENGTH = 4096
 MAX_STATE_LENGTH = 4096
 MAX_CALLBACK_URL_LENGTH = 8192
 MAX_HANDLE_LENGTH = 128
+PRINTABLE_ASCII_PATTERN = "^[!-~]+$"
+STATE_PATTERN = "^[0-9A-Fa-f]+$"
+# urlsplit() reads the scheme case-insensitively, so the pattern does too.
+CALLBACK_URL_PATTERN = "^[Hh][Tt][Tt][Pp][Ss]?://[!-~]+$"
+SESSION_HANDLE_PATTERN = "^[A-Za-z0-9_-]+$"
 
 _PROVIDER_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
@@ -156,10 +161,32 @@ EnvName = Annotated[
     AfterValidator(check_env),
     Field(json_schema_extra={"pattern": ENV_PATTERN, "maxLength": 64}),
 ]
-Code = Annotated[str, AfterValidator(check_code)]
-State = Annotated[str, AfterValidator(check_state)]
-CallbackUrl = Annotated[str, AfterValidator(check_callback_url)]
-SessionHandle = Annotated[str, AfterValidator(check_session_handle)]
+# The JSON Schema keywords below describe the part of each check that a pattern
+# can express, so a value the schema rejects is always rejected by the check too.
+# The checks also enforce rules the schema leaves out: a code must not be a URL,
+# and a callback URL needs a host and 'state' with 'code' or 'error' in its query.
+Code = Annotated[
+    str,
+    AfterValidator(check_code),
+    Field(json_schema_extra={"pattern": PRINTABLE_ASCII_PATTERN, "maxLength": MAX_CODE_LENGTH}),
+]
+State = Annotated[
+    str,
+    AfterValidator(check_state),
+    Field(json_schema_extra={"pattern": STATE_PATTERN, "maxLength": MAX_STATE_LENGTH}),
+]
+CallbackUrl = Annotated[
+    str,
+    AfterValidator(check_callback_url),
+    Field(
+        json_schema_extra={"pattern": CALLBACK_URL_PATTERN, "maxLength": MAX_CALLBACK_URL_LENGTH}
+    ),
+]
+SessionHandle = Annotated[
+    str,
+    AfterValidator(check_session_handle),
+    Field(json_schema_extra={"pattern": SESSION_HANDLE_PATTERN, "maxLength": MAX_HANDLE_LENGTH}),
+]
 
 
 def split_callback_url(url: str) -> dict[str, str]:
