@@ -37,6 +37,7 @@ environment variables (also read from ./.env):
   BACKSTAGE_AUTH_CA_BUNDLE    PEM file of CAs for Backstage's TLS certificate
   BACKSTAGE_AUTH_VERIFY_TLS   false switches certificate checks off (default true)
   BACKSTAGE_AUTH_REVEAL_TOKENS  true puts raw tokens in results (default false)
+  BACKSTAGE_AUTH_TOKEN_ISSUER expected 'iss' of identity tokens (default BACKSTAGE_AUTH_URL)
   BACKSTAGE_AUTH_SESSION_IDLE_SECONDS  idle expiry of upstream sessions (default 1800)
   BACKSTAGE_AUTH_MAX_SESSIONS upstream sessions kept at most (default 1000)
   BACKSTAGE_AUTH_MAX_RESPONSE_BYTES  largest upstream body read (default 1048576)

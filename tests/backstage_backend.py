@@ -16,11 +16,13 @@ die with the process: start one backend per test session.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -538,3 +540,22 @@ __all__ = [
     "follow_authorization",
     "start_backend",
 ]
+
+
+def main() -> None:
+    """Run the test backend until Ctrl-C, for trying the server by hand."""
+    with start_backend() as backend:
+        print(f"BACKSTAGE_AUTH_URL={backend.auth_url}", flush=True)
+        print(
+            "Providers: guest and oidc (env 'development'). The mock identity provider "
+            f"approves every sign-in at {backend.idp_url}. Press Ctrl-C to stop.",
+            file=sys.stderr,
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+
+
+if __name__ == "__main__":
+    main()
