@@ -40,7 +40,7 @@ from backstage_auth.settings import Settings
 from backstage_auth.validation import (
     CallbackUrl,
     Code,
-    EnvName,
+    OptionalEnv,
     ProviderId,
     State,
     check_session_handle,
@@ -62,18 +62,6 @@ def _parse_query_bool(value: object) -> object:
     return value
 
 
-Env = Annotated[
-    EnvName | None,
-    Field(
-        description=(
-            "Backstage auth environment, the key under auth.providers.<provider> in Backstage's "
-            "app-config, such as 'development' or 'production'. Leave it out to use the "
-            "server's default."
-        )
-    ),
-]
-
-
 class _Parameters(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -93,7 +81,7 @@ class StartParameters(_Parameters):
             )
         ),
     ] = None
-    env: Env = None
+    env: OptionalEnv = None
 
 
 class CallbackParameters(_Parameters):
@@ -131,13 +119,13 @@ class RefreshParameters(_Parameters):
             )
         ),
     ] = False
-    env: Env = None
+    env: OptionalEnv = None
 
 
 class LogoutParameters(_Parameters):
     """Parameters of POST /v1/{provider}/logout."""
 
-    env: Env = None
+    env: OptionalEnv = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from backstage_auth.settings import Settings
 from backstage_auth.validation import (
     CallbackUrl,
     Code,
-    EnvName,
+    OptionalEnv,
     ProviderId,
     SessionHandle,
     State,
@@ -57,16 +57,6 @@ Clients without a transport session pass the session_handle from start to every 
 The resource backstage://session shows who is signed in where, without secrets.
 """
 
-Env = Annotated[
-    EnvName | None,
-    Field(
-        description=(
-            "Backstage auth environment, the key under auth.providers.<provider> in Backstage's "
-            "app-config, such as 'development' or 'production'. Leave it out to use the "
-            "server's default."
-        )
-    ),
-]
 Handle = Annotated[
     SessionHandle | None,
     Field(
@@ -177,7 +167,7 @@ async def start_authentication_flow(
             )
         ),
     ] = None,
-    env: Env = None,
+    env: OptionalEnv = None,
     session_handle: Handle = None,
 ) -> StartResult:
     """Start signing in to Backstage with an OAuth provider (GET /{provider}/start).
@@ -249,7 +239,7 @@ async def refresh_authentication_token(
             )
         ),
     ] = False,
-    env: Env = None,
+    env: OptionalEnv = None,
     session_handle: Handle = None,
 ) -> SessionResult:
     """Get a fresh Backstage identity for a signed-in provider (GET /{provider}/refresh).
@@ -268,7 +258,7 @@ async def refresh_authentication_token(
 async def logout_provider(
     ctx: Context,
     provider: ProviderId,
-    env: Env = None,
+    env: OptionalEnv = None,
     session_handle: Handle = None,
 ) -> LogoutResult:
     """Sign out of a provider and forget its cookies (POST /{provider}/logout).

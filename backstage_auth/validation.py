@@ -161,6 +161,17 @@ EnvName = Annotated[
     AfterValidator(check_env),
     Field(json_schema_extra={"pattern": ENV_PATTERN, "maxLength": 64}),
 ]
+OptionalEnv = Annotated[
+    EnvName | None,
+    Field(
+        description=(
+            "Backstage auth environment, the key under auth.providers.<provider> in Backstage's "
+            "app-config, such as 'development' or 'production'. Leave it out to use the "
+            "server's default."
+        )
+    ),
+]
+
 # The JSON Schema keywords below describe the part of each check that a pattern
 # can express, so a value the schema rejects is always rejected by the check too.
 # The checks also enforce rules the schema leaves out: a code must not be a URL,
