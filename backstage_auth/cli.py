@@ -45,10 +45,16 @@ environment variables (also read from ./.env):
   BACKSTAGE_AUTH_HTTP_TOKEN   bearer token HTTP clients must send (default: none)
   BACKSTAGE_AUTH_ALLOWED_HOSTS    extra Host values for HTTP, comma-separated ('name:*')
   BACKSTAGE_AUTH_ALLOWED_ORIGINS  extra browser Origins for HTTP, comma-separated
+  BACKSTAGE_AUTH_READ_ONLY    true serves only read-only tools (default false)
+  BACKSTAGE_AUTH_TOOLS        comma-separated tool names to serve (default all)
+  BACKSTAGE_AUTH_ALLOW_UNAUTHENTICATED_REMOTE  true allows a public --host without a token
+  BACKSTAGE_AUTH_TRANSPORT    stdio or streamable-http (default stdio)
+  BACKSTAGE_AUTH_HOST         bind address of the HTTP surfaces (default 127.0.0.1)
+  BACKSTAGE_AUTH_PORT         port of MCP streamable HTTP (default 9090)
   BACKSTAGE_AUTH_SURFACE      mcp, rest or both (default mcp)
   BACKSTAGE_AUTH_REST_PORT    port of the REST adapter (default 8080)
 
-The capability as specified, REST on 127.0.0.1:8080 and MCP on 127.0.0.1:9090:
+REST on 127.0.0.1:8080 and MCP streamable HTTP on 127.0.0.1:9090 in one process:
   backstage-auth-mcp --surface both
 """
 

@@ -99,8 +99,9 @@ class InboundGuard:
             await _reject(
                 send,
                 421,
-                f"Host {host!r} is not allowed. Add it to BACKSTAGE_AUTH_ALLOWED_HOSTS "
-                "(comma-separated; 'name:*' allows any port).",
+                f"Host {host!r} is not allowed.",
+                "Add it to BACKSTAGE_AUTH_ALLOWED_HOSTS (comma-separated; 'name:*' allows any "
+                "port), or connect through 127.0.0.1 or localhost.",
             )
             return
 
@@ -110,7 +111,8 @@ class InboundGuard:
             await _reject(
                 send,
                 403,
-                f"Origin {origin!r} is not allowed. Add it to BACKSTAGE_AUTH_ALLOWED_ORIGINS.",
+                f"Origin {origin!r} is not allowed.",
+                "Add it to BACKSTAGE_AUTH_ALLOWED_ORIGINS (comma-separated).",
             )
             return
 
@@ -119,8 +121,9 @@ class InboundGuard:
             await _reject(
                 send,
                 401,
-                "Missing or invalid bearer token. Send 'Authorization: Bearer <token>' with the "
-                "token in the server's BACKSTAGE_AUTH_HTTP_TOKEN.",
+                "Missing or invalid bearer token.",
+                "Send 'Authorization: Bearer <token>' with the token in the server's "
+                "BACKSTAGE_AUTH_HTTP_TOKEN.",
                 extra_headers=[(b"www-authenticate", b'Bearer realm="backstage-auth-mcp"')],
             )
             return
@@ -131,12 +134,19 @@ class InboundGuard:
 async def _reject(
     send: Send,
     status: int,
-    detail: str,
+    message: str,
+    next_step: str,
     extra_headers: Sequence[tuple[bytes, bytes]] = (),
 ) -> None:
-    # An RFC 9457 problem of type about:blank, like the REST adapter's own errors.
-    problem = {"type": "about:blank", "title": HTTPStatus(status).phrase}
-    body = json.dumps(problem | {"status": status, "detail": detail}).encode()
+    # An RFC 9457 problem of type about:blank, shaped like the REST adapter's own errors.
+    problem = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": f"{message} Next step: {next_step}",
+        "next_step": next_step,
+    }
+    body = json.dumps(problem).encode()
     await send(
         {
             "type": "http.response.start",
