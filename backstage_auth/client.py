@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 _XHR_HEADER = {"X-Requested-With": "XMLHttpRequest"}
 _CHECK_URL = "Check that BACKSTAGE_AUTH_URL points at the Backstage backend's /api/auth."
+# Keep every connection the pool opens until httpx2's 5 s idle expiry. httpx2's
+# default keeps only 20 of up to 100, so more than 20 concurrent tool calls made
+# it close and reopen upstream connections after every burst.
+_POOL_LIMITS = httpx2.Limits(max_connections=100, max_keepalive_connections=100)
 
 
 class _NoCookies(http.cookiejar.CookieJar):
@@ -118,6 +122,7 @@ class BackstageAuthClient:
             verify=_tls_verification(settings),
             follow_redirects=False,
             transport=transport,
+            limits=_POOL_LIMITS,
             headers={"Accept": "application/json, text/html;q=0.9"},
         )
 
