@@ -42,3 +42,23 @@ def rss_kib(pid: int) -> int:
 def peak_rss_kib(pid: int) -> int:
     """Return the largest resident set size `pid` has had, in KiB."""
     return _status_kib(pid, "VmHWM")
+
+
+def upstream_sockets(pid: int, remote_port: int) -> set[int]:
+    """Return the inodes of `pid`'s IPv4 TCP sockets connected to `remote_port` on any host."""
+    owned = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:  # closed while we read
+            continue
+        if target.startswith("socket:["):
+            owned.add(int(target[len("socket:[") : -1]))
+
+    connected = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote, inode = fields[2], int(fields[9])  # remote as "0100007F:1F90", hexadecimal
+        if inode in owned and int(remote.split(":")[1], 16) == remote_port:
+            connected.add(inode)
+    return connected

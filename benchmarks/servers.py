@@ -57,6 +57,8 @@ class ServerSpec:
     http_args: tuple[str, ...]  # followed by the port number
     guest_refresh: ToolCall
     oidc_refresh: ToolCall | None  # None: the server has no tool for it
+    # Extra environment variables, such as PYTHONPATH for another copy of the code.
+    env: dict[str, str] = field(default_factory=dict)
 
     def stdio_command(self, *, python_flags: tuple[str, ...] = ()) -> list[str]:
         return [sys.executable, *python_flags, *self.stdio_args]
@@ -114,11 +116,11 @@ def peer(auth_url: str) -> ServerSpec:
     )
 
 
-def server_env(auth_url: str) -> dict[str, str]:
+def server_env(auth_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment of a server process: this one without BACKSTAGE_*, plus the backend URL."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("BACKSTAGE_")}
     env["BACKSTAGE_AUTH_URL"] = auth_url
-    return env
+    return env | (extra or {})
 
 
 def free_port() -> int:
@@ -169,7 +171,7 @@ def http_servers(
                 process = subprocess.Popen(  # noqa: S603 (sys.executable and fixed arguments)
                     spec.http_command(port),
                     cwd=log_dir,
-                    env=server_env(auth_url),
+                    env=server_env(auth_url, spec.env),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -235,7 +237,7 @@ async def stdio_server(
     """
     command = spec.stdio_command(python_flags=python_flags)
     parameters = StdioServerParameters(
-        command=command[0], args=command[1:], cwd=str(log_dir), env=server_env(auth_url)
+        command=command[0], args=command[1:], cwd=str(log_dir), env=server_env(auth_url, spec.env)
     )
     log_path = log_path or new_log_path(log_dir, f"{spec.key}-stdio")
     before = child_pids()

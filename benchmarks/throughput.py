@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -120,12 +121,12 @@ async def measure_throughput(
         processes = {"load generator": os.getpid()}
         if backend_pid is not None:
             processes["backend"] = backend_pid
-        results[("direct", concurrency)] = await _measure(
-            _direct_caller(auth_url), concurrency, config.throughput_seconds, processes
+        results[("direct", concurrency)] = await _measure_with_cpu(
+            direct_caller(auth_url), concurrency, config.throughput_seconds, processes
         )
         for key, server in http_servers.items():
-            results[(key, concurrency)] = await _measure(
-                _mcp_caller(server),
+            results[(key, concurrency)] = await _measure_with_cpu(
+                mcp_caller(server),
                 concurrency,
                 config.throughput_seconds,
                 processes | {"server": server.pid},
@@ -133,7 +134,22 @@ async def measure_throughput(
     return results
 
 
-def _direct_caller(auth_url: str) -> Callable[[], AbstractAsyncContextManager[Caller]]:
+async def _measure_with_cpu(
+    open_caller: Callable[[], AbstractAsyncContextManager[Caller]],
+    concurrency: int,
+    seconds: float,
+    processes: dict[str, int],
+) -> Throughput:
+    """Run the clients and add the CPU time per call of each of `processes` (role to pid)."""
+    samplers = {role: partial(cpu_seconds, pid) for role, pid in processes.items()}
+    run = await run_clients(open_caller, concurrency, seconds, samplers)
+    cpu_ms_per_call = {role: run.sampled[role] * 1000 / max(run.completed, 1) for role in processes}
+    return Throughput(
+        run.completed / seconds, run.completed, run.errors, run.first_error, cpu_ms_per_call
+    )
+
+
+def direct_caller(auth_url: str) -> Callable[[], AbstractAsyncContextManager[Caller]]:
     @asynccontextmanager
     async def open_caller() -> AsyncIterator[Caller]:
         async with direct_client() as http:
@@ -142,7 +158,7 @@ def _direct_caller(auth_url: str) -> Callable[[], AbstractAsyncContextManager[Ca
     return open_caller
 
 
-def _mcp_caller(server: HttpServer) -> Callable[[], AbstractAsyncContextManager[Caller]]:
+def mcp_caller(server: HttpServer) -> Callable[[], AbstractAsyncContextManager[Caller]]:
     @asynccontextmanager
     async def open_caller() -> AsyncIterator[Caller]:
         client = LeanMcpClient(server.url)
@@ -154,18 +170,26 @@ def _mcp_caller(server: HttpServer) -> Callable[[], AbstractAsyncContextManager[
     return open_caller
 
 
-async def _measure(
+@dataclass(frozen=True)
+class ClientRun:
+    completed: int
+    errors: int
+    first_error: str | None
+    # Change of each sampler's value from the window's opening to its closing.
+    sampled: dict[str, float]
+
+
+async def run_clients(
     open_caller: Callable[[], AbstractAsyncContextManager[Caller]],
     concurrency: int,
     seconds: float,
-    processes: dict[str, int],
-) -> Throughput:
+    samplers: dict[str, Callable[[], float]],
+) -> ClientRun:
     """Run `concurrency` clients for `seconds` after each has made one unrecorded call.
 
     Calls that finish after the window closes are not counted. Every failed
-    call counts as an error, including a failed unrecorded call. The CPU time
-    of each of `processes` (role to process id) is read when the window opens
-    and when it closes.
+    call counts as an error, including a failed unrecorded call. Each sampler,
+    such as a process's CPU time, is read when the window opens and closes.
     """
     completed = 0
     errors = 0
@@ -173,8 +197,8 @@ async def _measure(
     ready = 0
     deadline = 0.0
     start = anyio.Event()
-    cpu_at_start: dict[str, float] = {}
-    cpu_at_end: dict[str, float] = {}
+    at_start: dict[str, float] = {}
+    at_end: dict[str, float] = {}
 
     def record_error(exc: Exception) -> None:
         nonlocal errors, first_error
@@ -183,10 +207,10 @@ async def _measure(
             first_error = f"{type(exc).__name__}: {exc}"[:300]
             logger.warning("throughput: first failed call: %s", first_error)
 
-    async def read_cpu_at_deadline() -> None:
+    async def sample_at_deadline() -> None:
         await start.wait()
         await anyio.sleep(deadline - time.perf_counter())
-        cpu_at_end.update({role: cpu_seconds(pid) for role, pid in processes.items()})
+        at_end.update({name: sample() for name, sample in samplers.items()})
 
     async def client() -> None:
         nonlocal completed, ready, deadline
@@ -197,7 +221,7 @@ async def _measure(
                 record_error(exc)
             ready += 1
             if ready == concurrency:
-                cpu_at_start.update({role: cpu_seconds(pid) for role, pid in processes.items()})
+                at_start.update({name: sample() for name, sample in samplers.items()})
                 deadline = time.perf_counter() + seconds
                 start.set()
             await start.wait()
@@ -211,11 +235,8 @@ async def _measure(
                     completed += 1
 
     async with anyio.create_task_group() as group:
-        group.start_soon(read_cpu_at_deadline)
+        group.start_soon(sample_at_deadline)
         for _ in range(concurrency):
             group.start_soon(client)
-    cpu_ms_per_call = {
-        role: (cpu_at_end[role] - cpu_at_start[role]) * 1000 / max(completed, 1)
-        for role in processes
-    }
-    return Throughput(completed / seconds, completed, errors, first_error, cpu_ms_per_call)
+    sampled = {name: at_end[name] - at_start[name] for name in samplers}
+    return ClientRun(completed, errors, first_error, sampled)
