@@ -16,6 +16,8 @@ class BenchConfig:
     warmup_calls: int
     # Cold start: runs per server, alternating between the servers.
     cold_start_runs: int
+    # Import time: runs per server under -X importtime; the fastest is kept.
+    import_time_runs: int
     # Memory: RSS is read after `rss_first_calls` and, for backstage-auth-mcp,
     # again after `rss_total_calls`.
     rss_first_calls: int
@@ -35,6 +37,7 @@ FULL = BenchConfig(
     latency_batch=10,
     warmup_calls=20,
     cold_start_runs=10,
+    import_time_runs=3,
     rss_first_calls=1_000,
     rss_total_calls=10_000,
     rss_concurrency=8,
@@ -47,6 +50,7 @@ QUICK = BenchConfig(
     latency_batch=3,
     warmup_calls=1,
     cold_start_runs=1,
+    import_time_runs=1,
     rss_first_calls=10,
     rss_total_calls=30,
     rss_concurrency=4,

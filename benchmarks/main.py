@@ -54,8 +54,8 @@ async def run_benchmark(
             report.throughput = await measure_throughput(auth_url, config, servers, backend_pid)
         with _section("cold start"):
             report.cold_start = await measure_cold_start(auth_url, config, specs, log_dir)
-        with _section("import time, one run of each server under -X importtime"):
-            report.import_times = await measure_import_times(auth_url, specs, log_dir)
+        with _section("import time under -X importtime"):
+            report.import_times = await measure_import_times(auth_url, config, specs, log_dir)
         with _section("memory"):
             report.memory = await measure_memory(auth_url, config, specs, log_dir)
         with _section("operations"):
