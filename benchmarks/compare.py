@@ -5,9 +5,10 @@
 
 The directory must contain a `backstage_auth` package; it is put first on
 PYTHONPATH of the "before" processes. Against the Backstage test backend,
-this measures for both copies, alternating between them:
+this measures for both copies, taking turns in alternating order:
 
-* spawn to the first tools/list over stdio (median of --runs);
+* spawn to the first tools/list over stdio (median of --runs), in wall time
+  and in the server's CPU time, which other programs on the machine skew less;
 * time to construct `BackstageAuthClient`, in a fresh process each run;
 * upstream connections the HTTP server opened while 50 concurrent
   streamable-HTTP clients ran for 4 s (its sockets, listed every 10 ms);
@@ -37,7 +38,7 @@ from dataclasses import replace
 import anyio
 import httpx2
 
-from benchmarks.procfs import upstream_sockets
+from benchmarks.procfs import cpu_seconds, upstream_sockets
 from benchmarks.servers import (
     HttpServer,
     ServerSpec,
@@ -99,11 +100,19 @@ def before_spec(before_dir: Path) -> ServerSpec:
     )
 
 
-async def cold_start_ms(spec: ServerSpec, auth_url: str, log_dir: Path) -> float:
+def _in_turn(specs: dict[str, ServerSpec], run: int) -> list[tuple[str, ServerSpec]]:
+    """Return the copies in alternating order, so neither always runs right after the other."""
+    items = list(specs.items())
+    return items if run % 2 == 0 else items[::-1]
+
+
+async def cold_start_ms(spec: ServerSpec, auth_url: str, log_dir: Path) -> tuple[float, float]:
+    """Return the wall time and the server's CPU time from spawn to the first tools/list."""
     started = time.perf_counter()
     async with stdio_server(spec, auth_url, log_dir) as server:
         await server.client.list_tools()
-        return (time.perf_counter() - started) * 1000
+        wall_ms = (time.perf_counter() - started) * 1000
+        return wall_ms, cpu_seconds(server.pid) * 1000
 
 
 def client_timings(spec: ServerSpec, auth_url: str, log_dir: Path) -> dict[str, float]:
@@ -156,12 +165,18 @@ async def _count_connections(server: HttpServer, backend_port: int) -> tuple[int
 async def compare(before_dir: Path, auth_url: str, runs: int, log_dir: Path) -> list[str]:
     specs = {"before": before_spec(before_dir), "after": ours()}
     cold: dict[str, list[float]] = {key: [] for key in specs}
+    cold_cpu: dict[str, list[float]] = {key: [] for key in specs}
     construct: dict[str, list[float]] = {key: [] for key in specs}
     refresh_cpu: dict[str, list[float]] = {key: [] for key in specs}
     for run in range(runs):
-        logger.info("run %d of %d", run + 1, runs)
-        for key, spec in specs.items():
-            cold[key].append(await cold_start_ms(spec, auth_url, log_dir))
+        logger.info("cold start: run %d of %d", run + 1, runs)
+        for key, spec in _in_turn(specs, run):
+            wall_ms, cpu_ms = await cold_start_ms(spec, auth_url, log_dir)
+            cold[key].append(wall_ms)
+            cold_cpu[key].append(cpu_ms)
+    for run in range(runs):
+        logger.info("client timings: run %d of %d", run + 1, runs)
+        for key, spec in _in_turn(specs, run):
             timings = client_timings(spec, auth_url, log_dir)
             construct[key].append(timings["client_ms"])
             refresh_cpu[key].append(timings["refresh_cpu_us"])
@@ -179,6 +194,11 @@ async def compare(before_dir: Path, auth_url: str, runs: int, log_dir: Path) -> 
         row(
             f"spawn to first tools/list over stdio, median of {runs}",
             {key: median(values) for key, values in cold.items()},
+            "ms",
+        ),
+        row(
+            f"server CPU time from spawn to first tools/list, median of {runs}",
+            {key: median(values) for key, values in cold_cpu.items()},
             "ms",
         ),
         row(
