@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="tiny counts that exercise every row in well under a minute; numbers mean nothing",
+        help="tiny counts that exercise every row in under a minute; the numbers mean nothing",
     )
     parser.add_argument("--json", type=Path, help="also write the raw results to this JSON file")
     parser.add_argument(
