@@ -245,6 +245,11 @@ class BackstageBackend:
             for process in (self._backend_process, self._idp_process)
         )
 
+    @property
+    def backend_pid(self) -> int | None:
+        """Process id of the Backstage backend, or None before start and after stop."""
+        return self._backend_process.pid if self._backend_process is not None else None
+
     def _require_log_dir(self) -> Path:
         if self.log_dir is None:
             raise RuntimeError("the backend has not been started, so it has no log files yet")

@@ -5,13 +5,14 @@ The end-to-end behaviour against a real Backstage is in test_integration_*.py.
 
 import json
 import socket
+import ssl
 from urllib.parse import quote
 
 import anyio
 import httpx2
 import pytest
 
-from backstage_auth.client import BackstageAuthClient, BearerForOrigin
+from backstage_auth.client import BackstageAuthClient, BearerForOrigin, _tls_verification
 from backstage_auth.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -226,3 +227,20 @@ async def test_api_key_is_sent_to_backstage():
     await client.refresh(httpx2.Cookies(), provider="guest", env="development")
 
     assert seen[0].headers["Authorization"] == "Bearer key-marker"
+
+
+def test_http_url_skips_ca_bundle():
+    context = _tls_verification(Settings(auth_url=AUTH_URL))
+
+    assert isinstance(context, ssl.SSLContext)
+    assert context.get_ca_certs() == []
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname is True
+
+
+def test_https_url_uses_default_cas():
+    assert _tls_verification(Settings(auth_url="https://127.0.0.1:7443/api/auth")) is True
+
+
+def test_verify_tls_false_disables_checks():
+    assert _tls_verification(Settings(auth_url=AUTH_URL, verify_tls=False)) is False

@@ -1,0 +1,1 @@
+"""Benchmarks of backstage-auth-mcp against the real Backstage test backend."""
