@@ -266,8 +266,10 @@ OPERATIONS: tuple[RestOperation, ...] = (
 def rest_next_step(text: str, provider: str) -> str:
     """Rewrite the tool names in a next step as the REST resources that do the same."""
     for operation in OPERATIONS:
-        route = operation.doc.path.replace("{provider}", provider)
-        text = text.replace(operation.tool, f"{operation.doc.method} {route}")
+        resource = f"{operation.doc.method} {operation.doc.path.replace('{provider}', provider)}"
+        # The provider is already in the resource's path, so "with provider 'x'" is dropped.
+        text = text.replace(f"{operation.tool} with provider '{provider}'", resource)
+        text = text.replace(operation.tool, resource)
     return text
 
 
