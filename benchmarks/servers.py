@@ -28,11 +28,11 @@ from mcp.client.stdio import stdio_client
 
 from backstage_auth.names import ToolName
 from benchmarks.procfs import child_pids
+from tests.backstage_backend import stop_process
 
 BENCH_DIR = Path(__file__).resolve().parent
 LOOPBACK = "127.0.0.1"
 HTTP_STARTUP_TIMEOUT_SECONDS = 60.0
-STOP_GRACE_SECONDS = 10.0
 # Generous, so that a stalled call fails the run instead of hanging it.
 CALL_TIMEOUT_SECONDS = 30.0
 
@@ -201,18 +201,6 @@ def _wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path) 
         f"{process.args} did not listen on port {port} within "
         f"{HTTP_STARTUP_TIMEOUT_SECONDS:.0f} s; log: {log_path}"
     )
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Terminate `process`, and kill it if it outlives the grace period."""
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @dataclass

@@ -295,7 +295,7 @@ class BackstageBackend:
         # The backend goes first so that it does not log errors about the provider.
         for process in (self._backend_process, self._idp_process):
             if process is not None:
-                _terminate(process)
+                stop_process(process)
         self._backend_process = None
         self._idp_process = None
 
@@ -524,7 +524,8 @@ def _loopback_client(timeout: float = 5.0) -> httpx2.Client:
     return httpx2.Client(timeout=timeout, follow_redirects=False, trust_env=False)
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate `process`, and kill it if it outlives the grace period."""
     if process.poll() is not None:
         return
     process.terminate()
@@ -544,6 +545,7 @@ __all__ = [
     "ensure_installed",
     "follow_authorization",
     "start_backend",
+    "stop_process",
 ]
 
 

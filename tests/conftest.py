@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from backstage_auth.settings import Settings
-from tests.backstage_backend import BackstageBackend, start_backend
+from tests.backstage_backend import BackstageBackend, start_backend, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,15 +104,6 @@ def launch_http_server(
     raise RuntimeError(
         f"MCP HTTP server did not listen within {timeout} s:\n{log_path.read_text()}"
     )
-
-
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture
