@@ -30,7 +30,7 @@ def upstream_error(
     """Build the error for Backstage's error response to `operation` on `provider`."""
     message = message[:_MAX_UPSTREAM_MESSAGE]
     where = f"HTTP {status}" if status is not None else "in the sign-in result page"
-    text = f"Backstage answered {where} with {name}: {message}"
+    text = f"Backstage returned {where} with {name}: {message}"
     if provider == "guest" and status == 501:
         text = f"The guest provider has no browser sign-in ({text})."
     elif provider == "guest" and operation == "logout" and status == 404:

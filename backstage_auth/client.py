@@ -141,7 +141,7 @@ class BackstageAuthClient:
         location = answer.headers.get("location")
         if answer.status not in (301, 302, 303, 307) or not location:
             raise UpstreamProtocolError(
-                f"Backstage answered /start with HTTP {answer.status} and no redirect.",
+                f"Backstage returned HTTP {answer.status} and no redirect for /start.",
                 _CHECK_URL,
             )
         return location
@@ -161,7 +161,7 @@ class BackstageAuthClient:
             return FrameRedirect(answer.headers.get("location", ""))
         if answer.status != 200 or answer.content_type != "text/html":
             raise UpstreamProtocolError(
-                f"Backstage answered the callback with HTTP {answer.status} "
+                f"Backstage returned HTTP {answer.status} for the callback "
                 f"({answer.content_type or 'no content type'}) instead of the result page.",
                 _CHECK_URL,
             )
@@ -245,7 +245,7 @@ class BackstageAuthClient:
         except TimeoutError:
             self._log_failure(method, path, started, "timed out")
             raise UpstreamTimeoutError(
-                f"Backstage did not answer {method} {path} within {self._timeout:g} s.",
+                f"Backstage did not respond to {method} {path} within {self._timeout:g} s.",
                 "Retry later, or raise BACKSTAGE_AUTH_TIMEOUT if Backstage is slow.",
             ) from None
         except BackstageAuthError as exc:
@@ -280,9 +280,10 @@ class BackstageAuthClient:
             size += len(chunk)
             if size > self._max_body:
                 raise UpstreamProtocolError(
-                    f"Backstage's answer is larger than {self._max_body} bytes; reading stopped.",
+                    f"Backstage's response is larger than {self._max_body} bytes, so reading "
+                    "stopped.",
                     _CHECK_URL
-                    + " Raise BACKSTAGE_AUTH_MAX_RESPONSE_BYTES if the answer is genuine.",
+                    + " Raise BACKSTAGE_AUTH_MAX_RESPONSE_BYTES if the response is genuine.",
                 )
             chunks.append(chunk)
         return b"".join(chunks)
@@ -292,7 +293,7 @@ class BackstageAuthClient:
             body = WireErrorBody.model_validate_json(answer.body)
         except ValidationError:
             return UpstreamProtocolError(
-                f"Backstage answered HTTP {answer.status} without its JSON error body "
+                f"Backstage returned HTTP {answer.status} without its JSON error body "
                 f"({answer.content_type or 'no content type'}).",
                 _CHECK_URL + " A proxy in front of Backstage may have answered instead.",
             )
@@ -307,7 +308,7 @@ class BackstageAuthClient:
     def _require_success(self, answer: _Answer, operation: str) -> None:
         if answer.status != 200:
             raise UpstreamProtocolError(
-                f"Backstage answered {operation} with HTTP {answer.status}; a redirect is "
+                f"Backstage returned HTTP {answer.status} for {operation}, and a redirect is "
                 "never followed.",
                 _CHECK_URL + " It must not point at a login proxy.",
             )
@@ -341,7 +342,7 @@ def _transport_error(
     target = f"{method} {path}"
     if isinstance(exc, httpx2.TimeoutException):
         return UpstreamTimeoutError(
-            f"Backstage did not answer {target} in time.",
+            f"Backstage did not respond to {target} in time.",
             "Retry later, or raise BACKSTAGE_AUTH_TIMEOUT if Backstage is slow.",
         )
     if _is_tls_failure(exc):
@@ -405,7 +406,7 @@ def _json_body(answer: _Answer, operation: str) -> Any:
         return json.loads(answer.body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UpstreamProtocolError(
-            f"Backstage answered {operation} with a body that is not JSON "
+            f"Backstage returned a body that is not JSON for {operation} "
             f"({answer.content_type or 'no content type'}).",
             _CHECK_URL,
         ) from None

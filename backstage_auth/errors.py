@@ -81,7 +81,7 @@ class UpstreamTLSError(BackstageAuthError):
 
 
 class UpstreamProtocolError(BackstageAuthError):
-    """Backstage answered with something this server cannot read."""
+    """Backstage returned a response this server cannot read."""
 
     http_status = 502
     title = "Unexpected answer from Backstage"

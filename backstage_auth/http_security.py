@@ -30,7 +30,7 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 
 
 def is_loopback(host: str) -> bool:
-    """Whether a bind address only accepts connections from this machine."""
+    """Return whether a bind address accepts connections only from this machine."""
     if host == "localhost":
         return True
     try:

@@ -111,7 +111,7 @@ class Profile(BaseModel):
 
 
 class ProviderInfo(BaseModel):
-    """What the identity provider granted."""
+    """Scope and expiry that the identity provider granted."""
 
     scope: str | None = None
     expires_in_seconds: float | None = None

@@ -62,7 +62,7 @@ _ERROR_RESPONSES: dict[str, tuple[str, str]] = {
         "with a server error or an answer this server cannot read.",
     ),
     "503": ("ServiceUnavailable", "Backstage is starting or shutting down."),
-    "504": ("GatewayTimeout", "Backstage did not answer within the configured timeout."),
+    "504": ("GatewayTimeout", "Backstage did not respond within the configured timeout."),
 }
 _GUARD_STATUSES = ("401", "403", "421")
 

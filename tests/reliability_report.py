@@ -39,10 +39,16 @@ FAULT_COLUMNS = (
 )
 
 
+def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [("yes" if cell else "no") if isinstance(cell, bool) else str(cell) for cell in row]
+        cells = [_cell(value) for value in row]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 
@@ -69,7 +75,7 @@ upstream server: **{reached}**.
 
 {len(report.faults)} faults injected by a loopback server that stands in for Backstage;
 {handled} gave an `isError` result within the configured timeout, with no traceback,
-and the server answered the next call.
+and the server served the next call.
 
 {_table(FAULT_COLUMNS, report.faults)}
 

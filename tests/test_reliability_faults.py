@@ -32,8 +32,8 @@ TIMEOUT = 1.0
 DEADLINE = TIMEOUT + 2.0
 
 EXPECTED = {
-    "stall": "did not answer",
-    "headers-stall": "did not answer",
+    "stall": "did not respond",
+    "headers-stall": "did not respond",
     "html500": "HTTP 500 without its JSON error body",
     "html502": "HTTP 502 without its JSON error body",
     "wrongshape": "unexpected shape",
